@@ -1,0 +1,232 @@
+//! The one error type of the API and its one mapping to the envelope (SPEC §2).
+//!
+//! Domain code returns `ApiError`; `IntoResponse` turns it into
+//! `{code, msg, data: null, error}` with the right status, `WWW-Authenticate` on
+//! 401 and `Retry-After` where it applies. 5xx bodies stay opaque: the cause goes to
+//! tracing, never to the client.
+
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+
+use crate::http::context::RequestContext;
+use crate::i18n::Lang;
+use crate::passwords::PasswordProblem;
+use crate::store::StoreError;
+
+/// Which part of a request was unusable (400 `invalid_params`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BadInput {
+    /// The body is not JSON at all.
+    MalformedJson,
+    /// JSON, but a field is missing or has the wrong type.
+    WrongShape,
+    /// Not a valid mobile number of its region.
+    Mobile,
+    /// `device` too long or with control characters.
+    Device,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("invalid params: {0:?}")]
+    InvalidParams(BadInput),
+    #[error("weak password: {0:?}")]
+    WeakPassword(PasswordProblem),
+    #[error("missing credentials")]
+    MissingCredentials,
+    #[error("malformed credentials")]
+    MalformedCredentials,
+    #[error("invalid token")]
+    InvalidToken,
+    #[error("token expired")]
+    TokenExpired,
+    #[error("session revoked")]
+    SessionRevoked,
+    #[error("session replaced")]
+    SessionReplaced,
+    #[error("invalid credentials")]
+    InvalidCredentials,
+    #[error("account disabled")]
+    AccountDisabled,
+    #[error("wrong password")]
+    WrongPassword,
+    #[error("session limit reached")]
+    SessionLimitReached,
+    #[error("not found")]
+    NotFound,
+    #[error("method not allowed")]
+    MethodNotAllowed,
+    #[error("mobile taken")]
+    MobileTaken,
+    #[error("payload too large")]
+    PayloadTooLarge,
+    #[error("unsupported media type")]
+    UnsupportedMediaType,
+    #[error("internal error: {0:#}")]
+    Internal(anyhow::Error),
+    #[error("store unavailable: {0}")]
+    StoreUnavailable(String),
+    #[error("password hashing queue full")]
+    Busy,
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::Unavailable(why) => ApiError::StoreUnavailable(why),
+            StoreError::Conflict => ApiError::MobileTaken,
+            StoreError::Other(e) => ApiError::Internal(e),
+        }
+    }
+}
+
+impl ApiError {
+    pub fn status(&self) -> StatusCode {
+        use ApiError::*;
+        match self {
+            InvalidParams(_) | WeakPassword(_) => StatusCode::BAD_REQUEST,
+            MissingCredentials | MalformedCredentials | InvalidToken | TokenExpired | SessionRevoked | SessionReplaced
+            | InvalidCredentials => StatusCode::UNAUTHORIZED,
+            AccountDisabled | WrongPassword | SessionLimitReached => StatusCode::FORBIDDEN,
+            NotFound => StatusCode::NOT_FOUND,
+            MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            MobileTaken => StatusCode::CONFLICT,
+            PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            StoreUnavailable(_) | Busy => StatusCode::SERVICE_UNAVAILABLE,
+        }
+    }
+
+    /// The machine code clients branch on.
+    pub fn code(&self) -> &'static str {
+        use ApiError::*;
+        match self {
+            InvalidParams(_) => "invalid_params",
+            WeakPassword(_) => "weak_password",
+            MissingCredentials => "missing_credentials",
+            MalformedCredentials => "malformed_credentials",
+            InvalidToken => "invalid_token",
+            TokenExpired => "token_expired",
+            SessionRevoked => "session_revoked",
+            SessionReplaced => "session_replaced",
+            InvalidCredentials => "invalid_credentials",
+            AccountDisabled => "account_disabled",
+            WrongPassword => "wrong_password",
+            SessionLimitReached => "session_limit_reached",
+            NotFound => "not_found",
+            MethodNotAllowed => "method_not_allowed",
+            MobileTaken => "mobile_taken",
+            PayloadTooLarge => "payload_too_large",
+            UnsupportedMediaType => "unsupported_media_type",
+            Internal(_) => "internal",
+            StoreUnavailable(_) => "store_unavailable",
+            Busy => "busy",
+        }
+    }
+
+    /// True for the failures RFC 6750 §3.1 calls `invalid_token`.
+    fn is_token_failure(&self) -> bool {
+        matches!(
+            self,
+            ApiError::InvalidToken | ApiError::TokenExpired | ApiError::SessionRevoked | ApiError::SessionReplaced
+        )
+    }
+
+    /// The human text; never carries internals or request values.
+    pub fn message(&self, lang: Lang) -> String {
+        use ApiError::*;
+        let zh = lang == Lang::Zh;
+        let pick = |en: &str, zh_text: &str| if zh { zh_text.to_owned() } else { en.to_owned() };
+        match self {
+            InvalidParams(BadInput::MalformedJson) => pick("request body is not valid JSON", "请求体不是合法的 JSON"),
+            InvalidParams(BadInput::WrongShape) => pick("a field is missing or has the wrong type", "缺少字段或字段类型错误"),
+            InvalidParams(BadInput::Mobile) => pick("not a valid mobile number", "手机号码无效"),
+            InvalidParams(BadInput::Device) => pick("device name is too long or has control characters", "设备名称过长或包含控制字符"),
+            WeakPassword(p) => p.message(lang),
+            MissingCredentials => pick("authorization required", "需要登录"),
+            MalformedCredentials => pick("malformed Authorization header", "Authorization 请求头格式错误"),
+            InvalidToken => pick("invalid token", "令牌无效"),
+            TokenExpired => pick("token expired, please log in again", "令牌已过期，请重新登录"),
+            SessionRevoked => pick("session ended, please log in again", "会话已结束，请重新登录"),
+            SessionReplaced => pick("logged in on another device, please log in again", "账号已在其他设备登录，请重新登录"),
+            InvalidCredentials => pick("wrong mobile number or password", "手机号或密码错误"),
+            AccountDisabled => pick("account disabled", "账号已被禁用"),
+            WrongPassword => pick("old password is wrong", "原密码错误"),
+            SessionLimitReached => pick("too many active sessions, log out elsewhere first", "登录设备数已达上限，请先在其他设备退出"),
+            NotFound => pick("not found", "资源不存在"),
+            MethodNotAllowed => pick("method not allowed", "请求方法不被允许"),
+            MobileTaken => pick("mobile number already registered", "手机号已被注册"),
+            PayloadTooLarge => pick("request body too large", "请求体过大"),
+            UnsupportedMediaType => pick("request body must be JSON (Content-Type: application/json)", "请求体必须是 JSON"),
+            Internal(_) => pick("internal error", "服务器内部错误"),
+            StoreUnavailable(_) => pick("service temporarily unavailable", "服务暂时不可用"),
+            Busy => pick("server busy, try again shortly", "服务器繁忙，请稍后重试"),
+        }
+    }
+
+    /// The error a bare status from a layer or the router stands for (no handler ran).
+    pub fn from_status(status: StatusCode) -> ApiError {
+        match status {
+            StatusCode::BAD_REQUEST => ApiError::InvalidParams(BadInput::WrongShape),
+            StatusCode::NOT_FOUND => ApiError::NotFound,
+            StatusCode::METHOD_NOT_ALLOWED => ApiError::MethodNotAllowed,
+            StatusCode::PAYLOAD_TOO_LARGE => ApiError::PayloadTooLarge,
+            StatusCode::UNSUPPORTED_MEDIA_TYPE => ApiError::UnsupportedMediaType,
+            StatusCode::SERVICE_UNAVAILABLE => ApiError::Busy,
+            other => ApiError::Internal(anyhow::anyhow!("bare {other} response")),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let ctx = RequestContext::current();
+        let status = self.status();
+        if status.is_server_error() {
+            tracing::error!(error = %self, code = self.code(), "request failed");
+        }
+        let msg = self.message(ctx.lang);
+        let body = Body { code: status.as_u16(), msg: &msg, data: None::<()>, error: Some(self.code()) };
+        let mut resp = (status, axum::Json(body)).into_response();
+        let headers = resp.headers_mut();
+        if status == StatusCode::UNAUTHORIZED {
+            let mut value = format!("{} realm=\"passport\"", ctx.scheme.as_str());
+            if self.is_token_failure() {
+                value.push_str(", error=\"invalid_token\"");
+            }
+            if let Ok(v) = HeaderValue::from_str(&value) {
+                headers.insert(header::WWW_AUTHENTICATE, v);
+            }
+        }
+        if matches!(self, ApiError::Busy) {
+            headers.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        }
+        resp
+    }
+}
+
+/// The envelope of SPEC §2; `error` only on failures.
+#[derive(serde::Serialize)]
+struct Body<'a, T> {
+    code: u16,
+    msg: &'a str,
+    data: T,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<&'static str>,
+}
+
+/// A success envelope: `{code, msg, data}` with `code` equal to the status.
+pub struct Envelope<T>(pub StatusCode, pub T);
+
+impl<T: serde::Serialize> IntoResponse for Envelope<T> {
+    fn into_response(self) -> Response {
+        let lang = RequestContext::current().lang;
+        let body = Body { code: self.0.as_u16(), msg: lang.ok(), data: self.1, error: None };
+        (self.0, axum::Json(body)).into_response()
+    }
+}
+
+pub fn ok<T: serde::Serialize>(data: T) -> Envelope<T> {
+    Envelope(StatusCode::OK, data)
+}

@@ -1,0 +1,38 @@
+//! The HTTP surface: routes and the layers around them.
+
+pub mod context;
+pub mod extract;
+pub mod health;
+pub mod passport;
+
+use axum::extract::DefaultBodyLimit;
+use axum::routing::{delete, get, post};
+use axum::Router;
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::trace::TraceLayer;
+
+use crate::app::AppState;
+
+/// Largest request body accepted (SPEC §2: 413 `payload_too_large` beyond it).
+pub const BODY_LIMIT: usize = 16 * 1024;
+
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/passport/register", post(passport::register))
+        .route("/passport/login", post(passport::login))
+        .route("/passport/logout", post(passport::logout))
+        .route("/passport/logout_all", post(passport::logout_all))
+        .route("/passport/me", get(passport::me))
+        .route("/passport/sessions", get(passport::list_sessions))
+        .route("/passport/sessions/{session_id}", delete(passport::delete_session))
+        .route("/passport/password", post(passport::change_password))
+        .route("/healthz", get(health::healthz))
+        .route("/readyz", get(health::readyz))
+        .fallback(passport::not_found)
+        .layer(DefaultBodyLimit::max(BODY_LIMIT))
+        // A panic becomes a bare 500, which the context layer turns into the envelope.
+        .layer(CatchPanicLayer::new())
+        .layer(axum::middleware::from_fn_with_state(state.clone(), context::middleware))
+        .layer(TraceLayer::new_for_http())
+        .with_state(state)
+}

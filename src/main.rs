@@ -1,0 +1,28 @@
+//! The `passport` binary: parse the command line, set up tracing, dispatch.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use passport::cli::{self, Cli};
+use tracing_subscriber::EnvFilter;
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let serving = matches!(cli.command, None | Some(cli::Command::Serve));
+    // Diagnostics go to stderr; RUST_LOG overrides. Commands stay quiet by default
+    // so their stdout is just their answer.
+    let default = if serving { "info" } else { "warn" };
+    tracing_subscriber::fmt()
+        .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default)))
+        .with_writer(std::io::stderr)
+        .init();
+    let config = match cli.load_config() {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("passport: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    cli::run(cli, config).await
+}

@@ -1,0 +1,314 @@
+//! The embedded session store's durable half: sessions in their own SQLite file
+//! (`<data dir>/sessions.db`). Commands use it directly; the server puts the
+//! memory cache of `memory.rs` in front of it.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use sqlx::sqlite::{SqlitePoolOptions, SqliteRow};
+use sqlx::{Row, SqliteConnection, SqlitePool};
+
+use super::{classify, sqlite_options, CreateOutcome, Session, SessionCheck, SessionId, SessionPolicy, SessionStore, StoreError, StoreStats};
+use crate::config::Overflow;
+
+/// A session that lost its slot: it answers `session_replaced` until `expires_at`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Tombstone {
+    pub session_id: SessionId,
+    pub user_id: i64,
+    pub expires_at: i64,
+}
+
+/// One user's stored state, as the cache reloads it.
+#[derive(Clone, Debug, Default)]
+pub struct UserSessions {
+    pub sessions: Vec<Session>,
+    pub tombstones: Vec<Tombstone>,
+}
+
+/// Change-log rows older than this are pruned; a follower further behind reloads everything.
+pub const CHANGE_LOG_KEEP_SECS: i64 = 600;
+
+pub struct EmbeddedSessions {
+    pool: SqlitePool,
+    stats: Arc<StoreStats>,
+}
+
+const SESSION_COLUMNS: &str = "session_id, user_id, login_time, created_at, expires_at, device, ip";
+
+fn session(row: &SqliteRow) -> Result<Session, StoreError> {
+    let sid: Vec<u8> = row.try_get("session_id").map_err(classify)?;
+    Ok(Session {
+        session_id: SessionId::from_slice(&sid).ok_or_else(|| StoreError::Other(anyhow::anyhow!("corrupt session id")))?,
+        user_id: row.try_get("user_id").map_err(classify)?,
+        login_time: row.try_get("login_time").map_err(classify)?,
+        created_at: row.try_get("created_at").map_err(classify)?,
+        expires_at: row.try_get("expires_at").map_err(classify)?,
+        device: row.try_get("device").map_err(classify)?,
+        ip: row.try_get("ip").map_err(classify)?,
+    })
+}
+
+fn tombstone(row: &SqliteRow) -> Result<Tombstone, StoreError> {
+    let sid: Vec<u8> = row.try_get("session_id").map_err(classify)?;
+    Ok(Tombstone {
+        session_id: SessionId::from_slice(&sid).ok_or_else(|| StoreError::Other(anyhow::anyhow!("corrupt session id")))?,
+        user_id: row.try_get("user_id").map_err(classify)?,
+        expires_at: row.try_get("expires_at").map_err(classify)?,
+    })
+}
+
+async fn note_change(conn: &mut SqliteConnection, user_id: i64, now: i64) -> Result<(), StoreError> {
+    sqlx::query("INSERT INTO session_changes (user_id, at) VALUES (?, ?)")
+        .bind(user_id)
+        .bind(now)
+        .execute(conn)
+        .await
+        .map_err(classify)?;
+    Ok(())
+}
+
+fn unix_now() -> i64 {
+    crate::clock::now()
+}
+
+impl EmbeddedSessions {
+    pub async fn open(path: &Path, stats: Arc<StoreStats>) -> anyhow::Result<EmbeddedSessions> {
+        let url = format!("sqlite://{}", path.display());
+        let pool = SqlitePoolOptions::new()
+            .max_connections(4)
+            .acquire_timeout(std::time::Duration::from_secs(5))
+            .connect_with(sqlite_options(&url)?)
+            .await?;
+        sqlx::migrate!("migrations/embedded").run(&pool).await?;
+        Ok(EmbeddedSessions { pool, stats })
+    }
+
+    pub fn stats(&self) -> Arc<StoreStats> {
+        self.stats.clone()
+    }
+
+    /// Every live session and tombstone (the cache's starting point).
+    pub async fn load_all(&self, now: i64) -> Result<UserSessions, StoreError> {
+        let sessions = sqlx::query(&format!("SELECT {SESSION_COLUMNS} FROM sessions WHERE expires_at > ? ORDER BY id"))
+            .bind(now)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(classify)?;
+        let tombstones = sqlx::query("SELECT session_id, user_id, expires_at FROM session_tombstones WHERE expires_at > ?")
+            .bind(now)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(classify)?;
+        Ok(UserSessions {
+            sessions: sessions.iter().map(session).collect::<Result<_, _>>()?,
+            tombstones: tombstones.iter().map(tombstone).collect::<Result<_, _>>()?,
+        })
+    }
+
+    /// One user's live sessions and tombstones.
+    pub async fn load_user(&self, user_id: i64, now: i64) -> Result<UserSessions, StoreError> {
+        let sessions = self.list(user_id, now).await?;
+        let tombstones =
+            sqlx::query("SELECT session_id, user_id, expires_at FROM session_tombstones WHERE user_id = ? AND expires_at > ?")
+                .bind(user_id)
+                .bind(now)
+                .fetch_all(&self.pool)
+                .await
+                .map_err(classify)?;
+        Ok(UserSessions { sessions, tombstones: tombstones.iter().map(tombstone).collect::<Result<_, _>>()? })
+    }
+
+    /// The newest change-log position.
+    pub async fn last_change(&self) -> Result<i64, StoreError> {
+        let row = sqlx::query("SELECT COALESCE(MAX(seq), 0) FROM session_changes")
+            .fetch_one(&self.pool)
+            .await
+            .map_err(classify)?;
+        row.try_get(0).map_err(classify)
+    }
+
+    /// Users whose sessions changed after position `seq`, and the new position.
+    /// `None` when the log no longer reaches back to `seq` (everything must be reloaded).
+    pub async fn changes_since(&self, seq: i64) -> Result<Option<(Vec<i64>, i64)>, StoreError> {
+        let rows = sqlx::query("SELECT seq, user_id FROM session_changes WHERE seq > ? ORDER BY seq")
+            .bind(seq)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(classify)?;
+        let Some(first) = rows.first() else { return Ok(Some((Vec::new(), seq))) };
+        let first_seq: i64 = first.try_get(0).map_err(classify)?;
+        if first_seq > seq + 1 && seq > 0 {
+            // Rows between were pruned (or never committed); only a full reload is safe.
+            let gap: Option<i64> = sqlx::query("SELECT MIN(seq) FROM session_changes")
+                .fetch_one(&self.pool)
+                .await
+                .map_err(classify)?
+                .try_get(0)
+                .map_err(classify)?;
+            if gap.is_some_and(|min| min > seq + 1) {
+                return Ok(None);
+            }
+        }
+        let mut users = Vec::with_capacity(rows.len());
+        let mut last = seq;
+        for row in &rows {
+            last = row.try_get(0).map_err(classify)?;
+            users.push(row.try_get(1).map_err(classify)?);
+        }
+        users.sort_unstable();
+        users.dedup();
+        Ok(Some((users, last)))
+    }
+
+    /// Deletes expired sessions and tombstones and old change-log rows.
+    pub async fn purge(&self, now: i64) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(classify)?;
+        sqlx::query("DELETE FROM sessions WHERE expires_at <= ?").bind(now).execute(&mut *tx).await.map_err(classify)?;
+        sqlx::query("DELETE FROM session_tombstones WHERE expires_at <= ?").bind(now).execute(&mut *tx).await.map_err(classify)?;
+        sqlx::query("DELETE FROM session_changes WHERE at < ?")
+            .bind(now - CHANGE_LOG_KEEP_SECS)
+            .execute(&mut *tx)
+            .await
+            .map_err(classify)?;
+        tx.commit().await.map_err(classify)
+    }
+}
+
+#[async_trait]
+impl SessionStore for EmbeddedSessions {
+    async fn create(&self, s: &Session, policy: &SessionPolicy, now: i64) -> Result<CreateOutcome, StoreError> {
+        // IMMEDIATE takes SQLite's write lock first, so the count below and the
+        // insert are one atomic step even against another process.
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(classify)?;
+        sqlx::query("DELETE FROM sessions WHERE user_id = ? AND expires_at <= ?")
+            .bind(s.user_id)
+            .bind(now)
+            .execute(&mut *tx)
+            .await
+            .map_err(classify)?;
+        let live: Vec<Vec<u8>> = sqlx::query_scalar("SELECT session_id FROM sessions WHERE user_id = ? ORDER BY id")
+            .bind(s.user_id)
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(classify)?;
+        let max = policy.max_sessions as usize;
+        let mut evicted = Vec::new();
+        if live.len() >= max {
+            if policy.overflow == Overflow::Reject {
+                return Ok(CreateOutcome::LimitReached);
+            }
+            for sid in &live[..live.len() + 1 - max] {
+                sqlx::query("DELETE FROM sessions WHERE session_id = ?").bind(sid).execute(&mut *tx).await.map_err(classify)?;
+                sqlx::query("INSERT OR REPLACE INTO session_tombstones (session_id, user_id, expires_at) VALUES (?, ?, ?)")
+                    .bind(sid)
+                    .bind(s.user_id)
+                    .bind(now + policy.tombstone_ttl)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(classify)?;
+                evicted.push(SessionId::from_slice(sid).ok_or_else(|| StoreError::Other(anyhow::anyhow!("corrupt session id")))?);
+            }
+        }
+        sqlx::query(
+            "INSERT INTO sessions (session_id, user_id, login_time, created_at, expires_at, device, ip) VALUES (?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(&s.session_id.0[..])
+        .bind(s.user_id)
+        .bind(s.login_time)
+        .bind(s.created_at)
+        .bind(s.expires_at)
+        .bind(&s.device)
+        .bind(&s.ip)
+        .execute(&mut *tx)
+        .await
+        .map_err(classify)?;
+        note_change(&mut tx, s.user_id, now).await?;
+        tx.commit().await.map_err(classify)?;
+        Ok(CreateOutcome::Created { evicted })
+    }
+
+    async fn check(&self, user_id: i64, sid: &SessionId, login_time: i64, now: i64) -> Result<SessionCheck, StoreError> {
+        // One query for both tables: the live session, else its tombstone.
+        let rows = sqlx::query(
+            "SELECT 0 AS kind, user_id, login_time, expires_at FROM sessions WHERE session_id = ?1 \
+             UNION ALL SELECT 1, user_id, 0, expires_at FROM session_tombstones WHERE session_id = ?1",
+        )
+        .bind(&sid.0[..])
+        .fetch_all({
+            StoreStats::count(&self.stats.session_checks_sql);
+            &self.pool
+        })
+        .await
+        .map_err(classify)?;
+        let mut verdict = SessionCheck::Revoked;
+        for row in &rows {
+            let kind: i64 = row.try_get(0).map_err(classify)?;
+            let owner: i64 = row.try_get(1).map_err(classify)?;
+            let lt: i64 = row.try_get(2).map_err(classify)?;
+            let expires_at: i64 = row.try_get(3).map_err(classify)?;
+            if owner != user_id || expires_at <= now {
+                continue;
+            }
+            if kind == 0 && lt == login_time {
+                return Ok(SessionCheck::Valid);
+            }
+            if kind == 1 {
+                verdict = SessionCheck::Replaced;
+            }
+        }
+        Ok(verdict)
+    }
+
+    async fn list(&self, user_id: i64, now: i64) -> Result<Vec<Session>, StoreError> {
+        let rows = sqlx::query(&format!("SELECT {SESSION_COLUMNS} FROM sessions WHERE user_id = ? AND expires_at > ? ORDER BY id"))
+            .bind(user_id)
+            .bind(now)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(classify)?;
+        rows.iter().map(session).collect()
+    }
+
+    async fn revoke(&self, user_id: i64, sid: &SessionId) -> Result<bool, StoreError> {
+        let now = unix_now();
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(classify)?;
+        let done = sqlx::query("DELETE FROM sessions WHERE session_id = ? AND user_id = ? AND expires_at > ?")
+            .bind(&sid.0[..])
+            .bind(user_id)
+            .bind(now)
+            .execute(&mut *tx)
+            .await
+            .map_err(classify)?;
+        if done.rows_affected() == 0 {
+            return Ok(false);
+        }
+        note_change(&mut tx, user_id, now).await?;
+        tx.commit().await.map_err(classify)?;
+        Ok(true)
+    }
+
+    async fn revoke_all(&self, user_id: i64) -> Result<Vec<SessionId>, StoreError> {
+        let now = unix_now();
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(classify)?;
+        let gone: Vec<(Vec<u8>, i64)> = sqlx::query_as("DELETE FROM sessions WHERE user_id = ? RETURNING session_id, expires_at")
+            .bind(user_id)
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(classify)?;
+        note_change(&mut tx, user_id, now).await?;
+        tx.commit().await.map_err(classify)?;
+        // Already-expired rows were not live sessions: they are not reported as revoked.
+        Ok(gone.iter().filter(|(_, exp)| *exp > now).filter_map(|(sid, _)| SessionId::from_slice(sid)).collect())
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        sqlx::query("SELECT 1").execute(&self.pool).await.map_err(classify)?;
+        Ok(())
+    }
+
+    async fn close(&self) {
+        self.pool.close().await;
+    }
+}

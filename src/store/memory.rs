@@ -1,0 +1,276 @@
+//! The server's view of the embedded session store: every live session and
+//! tombstone held in memory, so identify costs a hash-map lookup and no I/O.
+//!
+//! SQLite stays the source of truth. Every change this process makes is written
+//! there first, then the user's entry is reloaded from it; changes made by other
+//! processes (the `passport` command beside a running server) are found through
+//! the change log, polled every [`POLL_INTERVAL`]. Both run under one lock, so a
+//! reload can never apply an older state over a newer one.
+//!
+//! Fail closed: if the log cannot be read for [`STALE_AFTER`], the cache may be
+//! missing a revocation, so identify answers `Unavailable` until it catches up.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use parking_lot::RwLock;
+
+use super::embedded::{EmbeddedSessions, UserSessions};
+use super::{CreateOutcome, Session, SessionCheck, SessionId, SessionPolicy, SessionStore, StoreError, StoreStats};
+
+pub const POLL_INTERVAL: Duration = Duration::from_millis(100);
+pub const STALE_AFTER: Duration = Duration::from_secs(5);
+const PURGE_EVERY: Duration = Duration::from_secs(60);
+
+/// What identify needs of a session, and nothing more (it is held for every live session).
+#[derive(Clone, Copy, Debug)]
+struct Live {
+    user_id: i64,
+    login_time: i64,
+    expires_at: i64,
+}
+
+#[derive(Clone, Copy, Debug)]
+struct Tomb {
+    user_id: i64,
+    expires_at: i64,
+}
+
+#[derive(Default)]
+struct Cache {
+    live: HashMap<SessionId, Live>,
+    tombs: HashMap<SessionId, Tomb>,
+    /// Which ids belong to a user, so that a reload replaces exactly that user's entries.
+    by_user: HashMap<i64, Vec<SessionId>>,
+}
+
+impl Cache {
+    fn replace_user(&mut self, user_id: i64, state: UserSessions) {
+        if let Some(old) = self.by_user.remove(&user_id) {
+            for sid in old {
+                self.live.remove(&sid);
+                self.tombs.remove(&sid);
+            }
+        }
+        self.insert(state);
+    }
+
+    fn insert(&mut self, state: UserSessions) {
+        for s in state.sessions {
+            self.live.insert(s.session_id, Live { user_id: s.user_id, login_time: s.login_time, expires_at: s.expires_at });
+            self.by_user.entry(s.user_id).or_default().push(s.session_id);
+        }
+        for t in state.tombstones {
+            self.tombs.insert(t.session_id, Tomb { user_id: t.user_id, expires_at: t.expires_at });
+            self.by_user.entry(t.user_id).or_default().push(t.session_id);
+        }
+    }
+
+    fn sweep(&mut self, now: i64) {
+        self.live.retain(|_, s| s.expires_at > now);
+        self.tombs.retain(|_, t| t.expires_at > now);
+        let (live, tombs) = (&self.live, &self.tombs);
+        self.by_user.retain(|_, ids| {
+            ids.retain(|id| live.contains_key(id) || tombs.contains_key(id));
+            !ids.is_empty()
+        });
+    }
+}
+
+struct Shared {
+    db: EmbeddedSessions,
+    cache: RwLock<Cache>,
+    /// Held across "write SQL, reload from SQL" and across each poll; guards the
+    /// change-log position.
+    sync: tokio::sync::Mutex<i64>,
+    /// Milliseconds since `epoch` of the last successful poll.
+    last_sync_ms: AtomicI64,
+    epoch: Instant,
+    closed: AtomicBool,
+    stats: Arc<StoreStats>,
+}
+
+pub struct CachedSessions {
+    shared: Arc<Shared>,
+    poller: tokio::task::JoinHandle<()>,
+}
+
+impl Shared {
+    fn mark_synced(&self) {
+        self.last_sync_ms.store(self.epoch.elapsed().as_millis() as i64, Ordering::Relaxed);
+    }
+
+    async fn reload_user(&self, user_id: i64) -> Result<(), StoreError> {
+        let state = self.db.load_user(user_id, crate::clock::now()).await?;
+        self.cache.write().replace_user(user_id, state);
+        Ok(())
+    }
+
+    async fn reload_all(&self) -> Result<(), StoreError> {
+        let state = self.db.load_all(crate::clock::now()).await?;
+        let mut fresh = Cache::default();
+        fresh.insert(state);
+        *self.cache.write() = fresh;
+        Ok(())
+    }
+
+    /// Applies what other processes changed since the last poll.
+    async fn poll(&self) -> Result<(), StoreError> {
+        let mut seq = self.sync.lock().await;
+        match self.db.changes_since(*seq).await? {
+            Some((users, last)) => {
+                for user_id in users {
+                    self.reload_user(user_id).await?;
+                }
+                *seq = last;
+            }
+            None => {
+                let last = self.db.last_change().await?;
+                self.reload_all().await?;
+                *seq = last;
+            }
+        }
+        self.mark_synced();
+        Ok(())
+    }
+}
+
+impl CachedSessions {
+    /// Loads every live session and starts following the change log.
+    pub async fn start(db: EmbeddedSessions) -> anyhow::Result<CachedSessions> {
+        let started = Instant::now();
+        // Read the log position first: a change committed during the load is then
+        // applied again by the first poll, never missed.
+        let seq = db.last_change().await?;
+        let shared = Arc::new(Shared {
+            stats: db.stats(),
+            db,
+            cache: RwLock::new(Cache::default()),
+            sync: tokio::sync::Mutex::new(seq),
+            last_sync_ms: AtomicI64::new(0),
+            epoch: Instant::now(),
+            closed: AtomicBool::new(false),
+        });
+        shared.reload_all().await?;
+        shared.mark_synced();
+        tracing::info!(
+            sessions = shared.cache.read().live.len(),
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "embedded session store loaded"
+        );
+        let poller = tokio::spawn(follow(Arc::downgrade(&shared)));
+        Ok(CachedSessions { shared, poller })
+    }
+
+    /// Number of live sessions held in memory.
+    pub fn len(&self) -> usize {
+        self.shared.cache.read().live.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    fn ensure_open(&self) -> Result<(), StoreError> {
+        if self.shared.closed.load(Ordering::Relaxed) {
+            return Err(StoreError::Unavailable("session store closed".into()));
+        }
+        Ok(())
+    }
+}
+
+/// The poll loop; ends when the store is dropped or closed.
+async fn follow(shared: std::sync::Weak<Shared>) {
+    let mut tick = tokio::time::interval(POLL_INTERVAL);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut last_purge = Instant::now();
+    loop {
+        tick.tick().await;
+        let Some(shared) = shared.upgrade() else { return };
+        if shared.closed.load(Ordering::Relaxed) {
+            return;
+        }
+        if let Err(e) = shared.poll().await {
+            tracing::warn!(error = %e, "session change log unreadable; identify fails closed until it is");
+        }
+        if last_purge.elapsed() >= PURGE_EVERY {
+            last_purge = Instant::now();
+            let now = crate::clock::now();
+            let _guard = shared.sync.lock().await;
+            if let Err(e) = shared.db.purge(now).await {
+                tracing::warn!(error = %e, "purging expired sessions failed");
+            }
+            shared.cache.write().sweep(now);
+        }
+    }
+}
+
+impl Drop for CachedSessions {
+    fn drop(&mut self) {
+        self.poller.abort();
+    }
+}
+
+#[async_trait]
+impl SessionStore for CachedSessions {
+    async fn create(&self, session: &Session, policy: &SessionPolicy, now: i64) -> Result<CreateOutcome, StoreError> {
+        self.ensure_open()?;
+        let _seq = self.shared.sync.lock().await;
+        let outcome = self.shared.db.create(session, policy, now).await?;
+        self.shared.reload_user(session.user_id).await?;
+        Ok(outcome)
+    }
+
+    async fn check(&self, user_id: i64, sid: &SessionId, login_time: i64, now: i64) -> Result<SessionCheck, StoreError> {
+        self.ensure_open()?;
+        let synced_ms = self.shared.last_sync_ms.load(Ordering::Relaxed);
+        if self.shared.epoch.elapsed().as_millis() as i64 - synced_ms > STALE_AFTER.as_millis() as i64 {
+            return Err(StoreError::Unavailable("session cache is stale".into()));
+        }
+        StoreStats::count(&self.shared.stats.session_checks_memory);
+        let cache = self.shared.cache.read();
+        if let Some(s) = cache.live.get(sid) {
+            if s.user_id == user_id && s.login_time == login_time && s.expires_at > now {
+                return Ok(SessionCheck::Valid);
+            }
+        }
+        match cache.tombs.get(sid) {
+            Some(t) if t.user_id == user_id && t.expires_at > now => Ok(SessionCheck::Replaced),
+            _ => Ok(SessionCheck::Revoked),
+        }
+    }
+
+    async fn list(&self, user_id: i64, now: i64) -> Result<Vec<Session>, StoreError> {
+        self.ensure_open()?;
+        self.shared.db.list(user_id, now).await
+    }
+
+    async fn revoke(&self, user_id: i64, sid: &SessionId) -> Result<bool, StoreError> {
+        self.ensure_open()?;
+        let _seq = self.shared.sync.lock().await;
+        let done = self.shared.db.revoke(user_id, sid).await?;
+        self.shared.reload_user(user_id).await?;
+        Ok(done)
+    }
+
+    async fn revoke_all(&self, user_id: i64) -> Result<Vec<SessionId>, StoreError> {
+        self.ensure_open()?;
+        let _seq = self.shared.sync.lock().await;
+        let gone = self.shared.db.revoke_all(user_id).await?;
+        self.shared.reload_user(user_id).await?;
+        Ok(gone)
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        self.ensure_open()?;
+        self.shared.db.ping().await
+    }
+
+    async fn close(&self) {
+        self.shared.closed.store(true, Ordering::Relaxed);
+        self.shared.db.close().await;
+    }
+}

@@ -1,0 +1,252 @@
+//! Storage behind small traits; the backend is chosen once, in [`connect`].
+//!
+//! Users live in SQL (`UserStore`). Sessions live in a `SessionStore`: on the
+//! embedded default, SQLite for durability with the live sessions served from
+//! memory (`memory.rs`), so identify never waits on a disk.
+
+pub mod embedded;
+pub mod memory;
+pub mod sqlite;
+
+use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+
+use crate::config::{Config, Overflow};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The store cannot be reached or cannot answer now: the caller fails closed (503).
+    #[error("store unavailable: {0}")]
+    Unavailable(String),
+    /// A uniqueness rule refused the write (the mobile is taken).
+    #[error("conflict")]
+    Conflict,
+    #[error(transparent)]
+    Other(anyhow::Error),
+}
+
+/// A session id: 128 random bits, base64url (22 characters) on the wire.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct SessionId(pub [u8; 16]);
+
+impl SessionId {
+    pub fn random() -> SessionId {
+        let mut b = [0u8; 16];
+        getrandom::fill(&mut b).expect("the OS random source is available");
+        SessionId(b)
+    }
+
+    pub fn parse(s: &str) -> Option<SessionId> {
+        if s.len() != 22 {
+            return None;
+        }
+        let bytes = URL_SAFE_NO_PAD.decode(s).ok()?;
+        Some(SessionId(bytes.try_into().ok()?))
+    }
+
+    pub fn from_slice(b: &[u8]) -> Option<SessionId> {
+        Some(SessionId(b.try_into().ok()?))
+    }
+
+    pub fn encode(&self) -> String {
+        URL_SAFE_NO_PAD.encode(self.0)
+    }
+}
+
+impl fmt::Debug for SessionId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "SessionId({})", self.encode())
+    }
+}
+
+impl fmt::Display for SessionId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.encode())
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct UserRecord {
+    pub user_id: i64,
+    pub mobile: String,
+    pub password_hash: String,
+    pub roles: Vec<String>,
+    pub disabled: bool,
+    pub created_at: i64,
+    pub last_login: Option<i64>,
+}
+
+#[async_trait]
+pub trait UserStore: Send + Sync {
+    /// Creates a user; `Conflict` when the mobile is taken. Durable when it returns.
+    async fn create(&self, mobile: &str, password_hash: &str, roles: &[String], now: i64) -> Result<i64, StoreError>;
+    async fn find_by_mobile(&self, mobile: &str) -> Result<Option<UserRecord>, StoreError>;
+    async fn find_by_id(&self, user_id: i64) -> Result<Option<UserRecord>, StoreError>;
+    /// False when there is no such user.
+    async fn set_password_hash(&self, user_id: i64, hash: &str) -> Result<bool, StoreError>;
+    async fn set_disabled(&self, user_id: i64, disabled: bool) -> Result<bool, StoreError>;
+    async fn record_login(&self, user_id: i64, at: i64) -> Result<(), StoreError>;
+    /// Every user, by id.
+    async fn list(&self) -> Result<Vec<UserRecord>, StoreError>;
+    async fn ping(&self) -> Result<(), StoreError>;
+    /// Releases connections; every later call answers `Unavailable`.
+    async fn close(&self);
+}
+
+/// A session as stored (SPEC §6). The refresh digest arrives with refresh tokens.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Session {
+    pub session_id: SessionId,
+    pub user_id: i64,
+    pub login_time: i64,
+    pub created_at: i64,
+    pub expires_at: i64,
+    pub device: Option<String>,
+    pub ip: Option<String>,
+}
+
+/// How many sessions a user may hold and what a login beyond that does.
+#[derive(Clone, Copy, Debug)]
+pub struct SessionPolicy {
+    pub max_sessions: u32,
+    pub overflow: Overflow,
+    /// How long an evicted session answers `session_replaced` (at least the access TTL).
+    pub tombstone_ttl: i64,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum CreateOutcome {
+    /// Stored; these sessions lost their slot to it.
+    Created { evicted: Vec<SessionId> },
+    /// `max_sessions` live and the policy is `reject`: nothing changed.
+    LimitReached,
+}
+
+/// What identify learns from the session store.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SessionCheck {
+    Valid,
+    /// Ended because a newer login took its slot.
+    Replaced,
+    /// Logged out, revoked, expired, or never existed.
+    Revoked,
+}
+
+#[async_trait]
+pub trait SessionStore: Send + Sync {
+    /// Stores a session, applying `policy` atomically with the insert: concurrent
+    /// creations for one user never leave more than `max_sessions`.
+    async fn create(&self, session: &Session, policy: &SessionPolicy, now: i64) -> Result<CreateOutcome, StoreError>;
+    /// At most one round trip; never touches the user table.
+    async fn check(&self, user_id: i64, session_id: &SessionId, login_time: i64, now: i64) -> Result<SessionCheck, StoreError>;
+    /// The user's live sessions, oldest first.
+    async fn list(&self, user_id: i64, now: i64) -> Result<Vec<Session>, StoreError>;
+    /// Ends one session of this user; false when it was not theirs or not live.
+    async fn revoke(&self, user_id: i64, session_id: &SessionId) -> Result<bool, StoreError>;
+    /// Ends every session of the user; returns the ids it ended.
+    async fn revoke_all(&self, user_id: i64) -> Result<Vec<SessionId>, StoreError>;
+    async fn ping(&self) -> Result<(), StoreError>;
+    /// Releases connections and background work; every later call answers `Unavailable`.
+    async fn close(&self);
+}
+
+/// Counts of backend calls, so tests can show which paths reach which store.
+#[derive(Debug, Default)]
+pub struct StoreStats {
+    /// Every query of the user table.
+    pub user_queries: AtomicU64,
+    /// Session checks (identify) answered by a query of the embedded SQLite file.
+    pub session_checks_sql: AtomicU64,
+    /// Session checks (identify) answered from the in-memory cache.
+    pub session_checks_memory: AtomicU64,
+}
+
+impl StoreStats {
+    pub fn count(counter: &AtomicU64) {
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn get(counter: &AtomicU64) -> u64 {
+        counter.load(Ordering::Relaxed)
+    }
+}
+
+/// Who opens the stores: the server keeps live sessions in memory and follows
+/// changes made by other processes; a one-shot command reads and writes SQL only.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mode {
+    Serve,
+    Command,
+}
+
+#[derive(Clone)]
+pub struct Stores {
+    pub users: Arc<dyn UserStore>,
+    pub sessions: Arc<dyn SessionStore>,
+    pub stats: Arc<StoreStats>,
+}
+
+/// Opens (creating and migrating where needed) the stores the configuration names.
+pub async fn connect(config: &Config, mode: Mode) -> anyhow::Result<Stores> {
+    let stats = Arc::new(StoreStats::default());
+    let url = config.database_url.expose();
+    if !url.starts_with("sqlite:") {
+        anyhow::bail!("PASSPORT_DATABASE_URL: only sqlite: is supported by this build (PostgreSQL support is not built yet)");
+    }
+    if config.redis_url.is_some() {
+        anyhow::bail!("PASSPORT_REDIS_URL: the Redis session store is not built yet; unset it to use the embedded store");
+    }
+    let users: Arc<dyn UserStore> = Arc::new(sqlite::SqliteUsers::connect(url, stats.clone()).await?);
+    let embedded = embedded::EmbeddedSessions::open(&config.data_dir.join("sessions.db"), stats.clone()).await?;
+    let sessions: Arc<dyn SessionStore> = match mode {
+        Mode::Serve => Arc::new(memory::CachedSessions::start(embedded).await?),
+        Mode::Command => Arc::new(embedded),
+    };
+    Ok(Stores { users, sessions, stats })
+}
+
+/// Classifies a sqlx error: reachability problems fail closed as `Unavailable`.
+pub(crate) fn classify(e: sqlx::Error) -> StoreError {
+    use sqlx::Error as E;
+    match &e {
+        E::PoolTimedOut | E::PoolClosed | E::Io(_) | E::Tls(_) | E::WorkerCrashed => StoreError::Unavailable(e.to_string()),
+        E::Database(db) => {
+            if db.is_unique_violation() {
+                return StoreError::Conflict;
+            }
+            // SQLite: BUSY, LOCKED, IOERR, FULL, CANTOPEN, READONLY (primary codes).
+            let primary = db.code().and_then(|c| c.parse::<i64>().ok()).map(|c| c & 0xff);
+            match primary {
+                Some(5 | 6 | 8 | 10 | 13 | 14) => StoreError::Unavailable(e.to_string()),
+                _ => StoreError::Other(e.into()),
+            }
+        }
+        _ => StoreError::Other(e.into()),
+    }
+}
+
+/// SQLite connection options shared by every embedded file: WAL so readers never
+/// wait for the writer, `synchronous = FULL` so a commit that returned survives a
+/// crash or power loss, and a busy timeout for the command-line tool writing beside
+/// a running server.
+pub(crate) fn sqlite_options(url: &str) -> anyhow::Result<sqlx::sqlite::SqliteConnectOptions> {
+    use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqliteSynchronous};
+    use std::str::FromStr;
+    let opts = SqliteConnectOptions::from_str(url)?
+        .create_if_missing(true)
+        .journal_mode(SqliteJournalMode::Wal)
+        .synchronous(SqliteSynchronous::Full)
+        .busy_timeout(std::time::Duration::from_secs(5))
+        .foreign_keys(true);
+    if let Some(dir) = opts.get_filename().parent() {
+        if !dir.as_os_str().is_empty() {
+            std::fs::create_dir_all(dir).map_err(|e| anyhow::anyhow!("cannot create {}: {e}", dir.display()))?;
+        }
+    }
+    Ok(opts)
+}

@@ -1,0 +1,128 @@
+//! The SQLite user store: the embedded default.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use sqlx::sqlite::SqlitePoolOptions;
+use sqlx::{Row, SqlitePool};
+
+use super::{classify, sqlite_options, StoreError, StoreStats, UserRecord, UserStore};
+
+pub struct SqliteUsers {
+    pool: SqlitePool,
+    stats: Arc<StoreStats>,
+}
+
+const COLUMNS: &str = "user_id, mobile, password_hash, roles, disabled, created_at, last_login";
+
+fn record(row: &sqlx::sqlite::SqliteRow) -> Result<UserRecord, StoreError> {
+    let roles: String = row.try_get("roles").map_err(classify)?;
+    Ok(UserRecord {
+        user_id: row.try_get("user_id").map_err(classify)?,
+        mobile: row.try_get("mobile").map_err(classify)?,
+        password_hash: row.try_get("password_hash").map_err(classify)?,
+        roles: serde_json::from_str(&roles).map_err(|e| StoreError::Other(e.into()))?,
+        disabled: row.try_get::<i64, _>("disabled").map_err(classify)? != 0,
+        created_at: row.try_get("created_at").map_err(classify)?,
+        last_login: row.try_get("last_login").map_err(classify)?,
+    })
+}
+
+impl SqliteUsers {
+    /// Opens (creating if missing) and migrates the database at `url`.
+    pub async fn connect(url: &str, stats: Arc<StoreStats>) -> anyhow::Result<SqliteUsers> {
+        let pool = SqlitePoolOptions::new()
+            .max_connections(8)
+            .acquire_timeout(std::time::Duration::from_secs(5))
+            .connect_with(sqlite_options(url)?)
+            .await?;
+        sqlx::migrate!("migrations/sqlite").run(&pool).await?;
+        Ok(SqliteUsers { pool, stats })
+    }
+
+    fn counted(&self) -> &SqlitePool {
+        StoreStats::count(&self.stats.user_queries);
+        &self.pool
+    }
+}
+
+#[async_trait]
+impl UserStore for SqliteUsers {
+    async fn create(&self, mobile: &str, password_hash: &str, roles: &[String], now: i64) -> Result<i64, StoreError> {
+        let roles = serde_json::to_string(roles).map_err(|e| StoreError::Other(e.into()))?;
+        let row = sqlx::query("INSERT INTO users (mobile, password_hash, roles, created_at) VALUES (?, ?, ?, ?) RETURNING user_id")
+            .bind(mobile)
+            .bind(password_hash)
+            .bind(roles)
+            .bind(now)
+            .fetch_one(self.counted())
+            .await
+            .map_err(classify)?;
+        row.try_get(0).map_err(classify)
+    }
+
+    async fn find_by_mobile(&self, mobile: &str) -> Result<Option<UserRecord>, StoreError> {
+        let row = sqlx::query(&format!("SELECT {COLUMNS} FROM users WHERE mobile = ?"))
+            .bind(mobile)
+            .fetch_optional(self.counted())
+            .await
+            .map_err(classify)?;
+        row.as_ref().map(record).transpose()
+    }
+
+    async fn find_by_id(&self, user_id: i64) -> Result<Option<UserRecord>, StoreError> {
+        let row = sqlx::query(&format!("SELECT {COLUMNS} FROM users WHERE user_id = ?"))
+            .bind(user_id)
+            .fetch_optional(self.counted())
+            .await
+            .map_err(classify)?;
+        row.as_ref().map(record).transpose()
+    }
+
+    async fn set_password_hash(&self, user_id: i64, hash: &str) -> Result<bool, StoreError> {
+        let done = sqlx::query("UPDATE users SET password_hash = ? WHERE user_id = ?")
+            .bind(hash)
+            .bind(user_id)
+            .execute(self.counted())
+            .await
+            .map_err(classify)?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn set_disabled(&self, user_id: i64, disabled: bool) -> Result<bool, StoreError> {
+        let done = sqlx::query("UPDATE users SET disabled = ? WHERE user_id = ?")
+            .bind(disabled as i64)
+            .bind(user_id)
+            .execute(self.counted())
+            .await
+            .map_err(classify)?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn record_login(&self, user_id: i64, at: i64) -> Result<(), StoreError> {
+        sqlx::query("UPDATE users SET last_login = ? WHERE user_id = ?")
+            .bind(at)
+            .bind(user_id)
+            .execute(self.counted())
+            .await
+            .map_err(classify)?;
+        Ok(())
+    }
+
+    async fn list(&self) -> Result<Vec<UserRecord>, StoreError> {
+        let rows = sqlx::query(&format!("SELECT {COLUMNS} FROM users ORDER BY user_id"))
+            .fetch_all(self.counted())
+            .await
+            .map_err(classify)?;
+        rows.iter().map(record).collect()
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        sqlx::query("SELECT 1").execute(&self.pool).await.map_err(classify)?;
+        Ok(())
+    }
+
+    async fn close(&self) {
+        self.pool.close().await;
+    }
+}

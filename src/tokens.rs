@@ -1,0 +1,282 @@
+//! Access tokens (SPEC §4): claims, the key ring, signing and verification.
+//!
+//! Verification is written as a list of refusals, in this order: the header is
+//! parsed and its `alg` checked against the allow-list before any cryptography;
+//! keys are only ever taken from our own ring (never from `jwk`, `jku`, `x5u`,
+//! `x5c`, whose presence alone refuses the token); then the HMAC; then each claim,
+//! with its type. Anything unexpected is `invalid_token`; only a past `exp` is
+//! `token_expired`.
+
+use std::io::Write;
+use std::path::Path;
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::config::{Config, SecretSource};
+use crate::store::SessionId;
+
+/// RFC 7518 §3.2: an HS256 key must be at least as long as the hash output.
+pub const MIN_SECRET_LEN: usize = 32;
+
+/// The file a generated secret is kept in, inside the data directory.
+pub const GENERATED_SECRET_FILE: &str = "secret.key";
+
+/// Algorithms accepted in a token header. HS256 only: the service signs with
+/// nothing else, and accepting more only widens what an attacker may try.
+const ALLOWED_ALGS: &[Algorithm] = &[Algorithm::HS256];
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClaimsData {
+    pub id: i64,
+    pub login_time: i64,
+}
+
+/// The claims of an access token. Deserializing refuses a missing or ill-typed
+/// required claim (`exp` as a string, `data.id` as a string, …).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Claims {
+    pub iss: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sub: Option<String>,
+    pub iat: i64,
+    pub exp: i64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nbf: Option<i64>,
+    pub sid: String,
+    pub data: ClaimsData,
+}
+
+/// Why a token was refused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum TokenError {
+    #[error("invalid token")]
+    Invalid,
+    #[error("token expired")]
+    Expired,
+}
+
+/// What a valid token says.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Verified {
+    pub user_id: i64,
+    pub session_id: SessionId,
+    pub login_time: i64,
+    pub exp: i64,
+    pub kid: String,
+}
+
+#[derive(Clone)]
+struct Key {
+    kid: String,
+    encoding: EncodingKey,
+    decoding: DecodingKey,
+}
+
+/// The signing keys. The first is current (it signs); every key verifies.
+#[derive(Clone)]
+pub struct KeyRing {
+    keys: Vec<Key>,
+    issuer: String,
+    leeway: i64,
+    access_ttl: i64,
+    validation: Validation,
+}
+
+impl std::fmt::Debug for KeyRing {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let kids: Vec<&str> = self.keys.iter().map(|k| k.kid.as_str()).collect();
+        f.debug_struct("KeyRing").field("kids", &kids).field("issuer", &self.issuer).finish()
+    }
+}
+
+/// A key id that names the key without revealing it: a truncated SHA-256 of it.
+fn kid_of(secret: &[u8]) -> String {
+    let mut h = Sha256::new();
+    h.update(b"passport kid\0");
+    h.update(secret);
+    URL_SAFE_NO_PAD.encode(&h.finalize()[..6])
+}
+
+/// A key file's bytes, less one trailing newline (SPEC §9).
+fn read_key_file(path: &Path) -> anyhow::Result<Vec<u8>> {
+    let mut bytes = std::fs::read(path).map_err(|e| anyhow::anyhow!("cannot read secret key file {}: {e}", path.display()))?;
+    if bytes.ends_with(b"\n") {
+        bytes.pop();
+    }
+    Ok(bytes)
+}
+
+/// Reads the generated secret, creating it first when there is none: 32 random
+/// bytes written as hex (so the file also works as `PASSPORT_SECRET_KEY_FILE`),
+/// mode 0600, linked into place so that two processes starting at once agree.
+fn load_or_generate(data_dir: &Path) -> anyhow::Result<Vec<u8>> {
+    let path = data_dir.join(GENERATED_SECRET_FILE);
+    if path.exists() {
+        return read_key_file(&path);
+    }
+    std::fs::create_dir_all(data_dir)?;
+    let mut random = [0u8; 32];
+    getrandom::fill(&mut random).map_err(|e| anyhow::anyhow!("no randomness for the secret: {e}"))?;
+    let text: String = random.iter().map(|b| format!("{b:02x}")).collect();
+    let tmp = data_dir.join(format!("{GENERATED_SECRET_FILE}.{}.tmp", std::process::id()));
+    {
+        let mut opts = std::fs::OpenOptions::new();
+        opts.write(true).create_new(true);
+        #[cfg(unix)]
+        std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
+        let mut f = opts.open(&tmp)?;
+        f.write_all(text.as_bytes())?;
+        f.write_all(b"\n")?;
+        f.sync_all()?;
+    }
+    let linked = std::fs::hard_link(&tmp, &path);
+    let _ = std::fs::remove_file(&tmp);
+    match linked {
+        Ok(()) => {
+            tracing::info!(path = %path.display(), "no signing secret configured: generated one (give every process the same secret)");
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+        Err(e) => return Err(e.into()),
+    }
+    read_key_file(&path)
+}
+
+impl KeyRing {
+    /// The key ring the configuration names (generating the secret if need be).
+    pub fn load(config: &Config) -> anyhow::Result<KeyRing> {
+        let secret = match &config.secret {
+            SecretSource::Inline(bytes) => bytes.clone(),
+            SecretSource::File(path) => read_key_file(path)?,
+            SecretSource::Generated => load_or_generate(&config.data_dir)?,
+        };
+        if secret.len() < MIN_SECRET_LEN {
+            anyhow::bail!("the signing secret must be at least {MIN_SECRET_LEN} bytes");
+        }
+        Ok(KeyRing::new(&[secret], config.issuer.clone(), config.leeway, config.access_ttl))
+    }
+
+    /// A ring of raw secrets, newest first.
+    pub fn new(secrets: &[Vec<u8>], issuer: String, leeway: u64, access_ttl: u64) -> KeyRing {
+        let keys = secrets
+            .iter()
+            .map(|s| Key { kid: kid_of(s), encoding: EncodingKey::from_secret(s), decoding: DecodingKey::from_secret(s) })
+            .collect();
+        // The library only checks the signature; every claim is checked below,
+        // where the order and the error each check gives are ours.
+        let mut validation = Validation::new(Algorithm::HS256);
+        validation.algorithms = ALLOWED_ALGS.to_vec();
+        validation.required_spec_claims.clear();
+        validation.validate_exp = false;
+        validation.validate_nbf = false;
+        validation.validate_aud = false;
+        validation.leeway = 0;
+        KeyRing { keys, issuer, leeway: leeway as i64, access_ttl: access_ttl as i64, validation }
+    }
+
+    pub fn current_kid(&self) -> &str {
+        &self.keys[0].kid
+    }
+
+    pub fn access_ttl(&self) -> i64 {
+        self.access_ttl
+    }
+
+    /// The claims of a new access token for a session.
+    pub fn claims_for(&self, user_id: i64, session_id: &SessionId, login_time: i64, now: i64) -> Claims {
+        Claims {
+            iss: self.issuer.clone(),
+            sub: Some(user_id.to_string()),
+            iat: now,
+            exp: now + self.access_ttl,
+            nbf: None,
+            sid: session_id.encode(),
+            data: ClaimsData { id: user_id, login_time },
+        }
+    }
+
+    /// Signs claims with the current key.
+    pub fn sign(&self, claims: &Claims) -> anyhow::Result<String> {
+        let key = &self.keys[0];
+        let mut header = Header::new(Algorithm::HS256);
+        header.typ = Some("JWT".into());
+        header.kid = Some(key.kid.clone());
+        Ok(jsonwebtoken::encode(&header, claims, &key.encoding)?)
+    }
+
+    /// Verifies a token at time `now` (unix seconds).
+    pub fn verify(&self, token: &str, now: i64) -> Result<Verified, TokenError> {
+        use TokenError::Invalid;
+        let header = jsonwebtoken::decode_header(token).map_err(|_| Invalid)?;
+        if !ALLOWED_ALGS.contains(&header.alg) {
+            return Err(Invalid);
+        }
+        if header.jwk.is_some() || header.jku.is_some() || header.x5u.is_some() || header.x5c.is_some() {
+            return Err(Invalid);
+        }
+        // Explicit typing (RFC 8725 §3.11): only our own kind of token.
+        if header.typ.as_deref() != Some("JWT") || header.crit.is_some() {
+            return Err(Invalid);
+        }
+        let key = match &header.kid {
+            Some(kid) => self.keys.iter().find(|k| k.kid == *kid).ok_or(Invalid)?,
+            None => &self.keys[0],
+        };
+        let data = jsonwebtoken::decode::<Claims>(token, &key.decoding, &self.validation).map_err(|_| Invalid)?;
+        let c = data.claims;
+        if c.iss != self.issuer {
+            return Err(Invalid);
+        }
+        if c.iat > now + self.leeway || c.nbf.is_some_and(|nbf| nbf > now + self.leeway) {
+            return Err(Invalid);
+        }
+        if c.sub.as_ref().is_some_and(|sub| *sub != c.data.id.to_string()) {
+            return Err(Invalid);
+        }
+        let session_id = SessionId::parse(&c.sid).ok_or(Invalid)?;
+        if c.exp + self.leeway <= now {
+            return Err(TokenError::Expired);
+        }
+        Ok(Verified { user_id: c.data.id, session_id, login_time: c.data.login_time, exp: c.exp, kid: key.kid.clone() })
+    }
+}
+
+/// Decodes a compact JWS segment as JSON, without verifying anything (for display).
+pub fn peek_segment(token: &str, index: usize) -> Option<serde_json::Value> {
+    let part = token.split('.').nth(index)?;
+    let bytes = URL_SAFE_NO_PAD.decode(part).ok()?;
+    serde_json::from_slice(&bytes).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ring() -> KeyRing {
+        KeyRing::new(&[b"0123456789abcdef0123456789abcdef".to_vec()], "passport".into(), 30, 86_400)
+    }
+
+    #[test]
+    fn round_trip() {
+        let r = ring();
+        let sid = SessionId::random();
+        let claims = r.claims_for(7, &sid, 1_000, 1_000);
+        let token = r.sign(&claims).unwrap();
+        let v = r.verify(&token, 1_001).unwrap();
+        assert_eq!((v.user_id, v.session_id, v.login_time), (7, sid, 1_000));
+        assert_eq!(v.kid, r.current_kid());
+    }
+
+    #[test]
+    fn expiry_honours_the_leeway() {
+        let r = ring();
+        let claims = r.claims_for(7, &SessionId::random(), 1_000, 1_000);
+        let token = r.sign(&claims).unwrap();
+        let exp = claims.exp;
+        assert!(r.verify(&token, exp + 29).is_ok());
+        assert_eq!(r.verify(&token, exp + 30), Err(TokenError::Expired));
+    }
+}

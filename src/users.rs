@@ -1,0 +1,175 @@
+//! Accounts: register, authenticate (login), profile, password change, and the
+//! administrative changes the command line makes.
+
+use serde::Serialize;
+
+use crate::app::AppState;
+use crate::audit::{AuditEvent, Event, RequestMeta};
+use crate::error::{ApiError, BadInput};
+use crate::identify::Identity;
+use crate::passwords::{self, HashError};
+use crate::sessions;
+use crate::store::{StoreError, UserRecord};
+
+/// Longest `device` label kept with a session.
+const MAX_DEVICE_CHARS: usize = 128;
+
+impl From<HashError> for ApiError {
+    fn from(e: HashError) -> Self {
+        match e {
+            HashError::Busy => ApiError::Busy,
+            HashError::Failed(why) => ApiError::Internal(anyhow::anyhow!(why)),
+        }
+    }
+}
+
+/// The E.164 form of a mobile number in the configured default region.
+pub fn normalize_mobile(state: &AppState, raw: &str) -> Result<String, ApiError> {
+    crate::phone::normalize(raw, state.config.default_region).ok_or(ApiError::InvalidParams(BadInput::Mobile))
+}
+
+fn check_new_password(state: &AppState, password: &str) -> Result<(), ApiError> {
+    passwords::check_policy(password, state.config.password_min_length).map_err(ApiError::WeakPassword)
+}
+
+/// Creates an account with the `viewer` role; returns its id.
+pub async fn register(state: &AppState, mobile: &str, password: String, meta: &RequestMeta) -> Result<i64, ApiError> {
+    let mobile = normalize_mobile(state, mobile)?;
+    check_new_password(state, &password)?;
+    let hash = state.hasher.hash(password).await?;
+    let user_id = state.users.create(&mobile, &hash, &["viewer".to_owned()], crate::clock::now()).await?;
+    state.audit.record(AuditEvent::ok(Event::Register, meta, "registered").user(user_id)).await;
+    Ok(user_id)
+}
+
+#[derive(Debug, Serialize)]
+pub struct LoginOk {
+    pub token: String,
+    pub user_id: i64,
+    pub session_id: String,
+    pub expires_in: i64,
+}
+
+/// Checks a password and opens a session. An unknown mobile and a wrong password
+/// get the same answer after the same work (a verify against a dummy hash).
+pub async fn login(
+    state: &AppState,
+    mobile: &str,
+    password: String,
+    device: Option<String>,
+    meta: &RequestMeta,
+) -> Result<LoginOk, ApiError> {
+    let mobile = normalize_mobile(state, mobile)?;
+    if let Some(d) = &device {
+        if d.chars().count() > MAX_DEVICE_CHARS || d.chars().any(char::is_control) {
+            return Err(ApiError::InvalidParams(BadInput::Device));
+        }
+    }
+    let user = state.users.find_by_mobile(&mobile).await?;
+    let stored = user.as_ref().map(|u| u.password_hash.clone());
+    let user_id = user.as_ref().map(|u| u.user_id);
+    let verified = state.hasher.verify(password, stored).await?;
+    let user = match user {
+        Some(u) if verified => u,
+        _ => {
+            let mut e = AuditEvent::denied(Event::LoginFailed, meta, "login failed", "invalid_credentials");
+            e.user_id = user_id;
+            state.audit.record(e).await;
+            return Err(ApiError::InvalidCredentials);
+        }
+    };
+    if user.disabled {
+        let e = AuditEvent::denied(Event::LoginFailed, meta, "login refused", "account_disabled").user(user.user_id);
+        state.audit.record(e).await;
+        return Err(ApiError::AccountDisabled);
+    }
+    let session = match sessions::open(state, user.user_id, device, meta).await {
+        Ok(s) => s,
+        Err(err) => {
+            let e = AuditEvent::denied(Event::LoginFailed, meta, "login refused", err.code()).user(user.user_id);
+            state.audit.record(e).await;
+            return Err(err);
+        }
+    };
+    let claims = state.keys.claims_for(user.user_id, &session.session_id, session.login_time, session.login_time);
+    let token = state.keys.sign(&claims).map_err(ApiError::Internal)?;
+    if let Err(e) = state.users.record_login(user.user_id, session.login_time).await {
+        // Bookkeeping only: the login itself has succeeded.
+        tracing::warn!(error = %e, user_id = user.user_id, "could not record last_login");
+    }
+    let e = AuditEvent::ok(Event::Login, meta, "logged in").user(user.user_id).session(&session.session_id);
+    state.audit.record(e).await;
+    Ok(LoginOk { token, user_id: user.user_id, session_id: session.session_id.encode(), expires_in: state.keys.access_ttl() })
+}
+
+#[derive(Debug, Serialize)]
+pub struct Profile {
+    pub user_id: i64,
+    pub mobile: String,
+    pub roles: Vec<String>,
+    pub created_at: String,
+    pub last_login: Option<String>,
+}
+
+pub async fn profile(state: &AppState, who: &Identity) -> Result<Profile, ApiError> {
+    let u = state.users.find_by_id(who.user_id).await?.ok_or(ApiError::NotFound)?;
+    Ok(Profile {
+        user_id: u.user_id,
+        mobile: u.mobile,
+        roles: u.roles,
+        created_at: crate::clock::rfc3339(u.created_at),
+        last_login: u.last_login.map(crate::clock::rfc3339),
+    })
+}
+
+/// Changes the caller's password after checking the old one; ends every session.
+pub async fn change_password(
+    state: &AppState,
+    who: &Identity,
+    old_password: String,
+    new_password: String,
+    meta: &RequestMeta,
+) -> Result<(), ApiError> {
+    check_new_password(state, &new_password)?;
+    let user = state.users.find_by_id(who.user_id).await?.ok_or(ApiError::NotFound)?;
+    if !state.hasher.verify(old_password, Some(user.password_hash)).await? {
+        let e = AuditEvent::denied(Event::PasswordChanged, meta, "password change refused", "wrong_password")
+            .user(who.user_id)
+            .session(&who.session_id);
+        state.audit.record(e).await;
+        return Err(ApiError::WrongPassword);
+    }
+    let hash = state.hasher.hash(new_password).await?;
+    state.users.set_password_hash(who.user_id, &hash).await?;
+    sessions::end_all(state, who.user_id, meta, "ended by password change").await?;
+    let e = AuditEvent::ok(Event::PasswordChanged, meta, "password changed").user(who.user_id).session(&who.session_id);
+    state.audit.record(e).await;
+    Ok(())
+}
+
+/// Looks a user up by (any form of) their mobile number.
+pub async fn find(state: &AppState, mobile: &str) -> Result<Option<UserRecord>, ApiError> {
+    let mobile = normalize_mobile(state, mobile)?;
+    Ok(state.users.find_by_mobile(&mobile).await?)
+}
+
+/// Administrative password set (`passport user passwd`); ends every session.
+pub async fn set_password(state: &AppState, user: &UserRecord, password: String, meta: &RequestMeta) -> Result<usize, ApiError> {
+    check_new_password(state, &password)?;
+    let hash = state.hasher.hash(password).await?;
+    state.users.set_password_hash(user.user_id, &hash).await?;
+    let n = sessions::end_all(state, user.user_id, meta, "ended by password reset").await?;
+    state.audit.record(AuditEvent::ok(Event::PasswordChanged, meta, "password set by command").user(user.user_id)).await;
+    Ok(n)
+}
+
+/// Disables or enables an account. Disabling ends every session.
+pub async fn set_disabled(state: &AppState, user: &UserRecord, disabled: bool, meta: &RequestMeta) -> Result<usize, ApiError> {
+    if !state.users.set_disabled(user.user_id, disabled).await? {
+        return Err(StoreError::Other(anyhow::anyhow!("user vanished")).into());
+    }
+    let n = if disabled { sessions::end_all(state, user.user_id, meta, "ended by disabling the account").await? } else { 0 };
+    let (event, msg) = if disabled { (Event::UserDisabled, "account disabled") } else { (Event::UserEnabled, "account enabled") };
+    state.audit.record(AuditEvent::ok(event, meta, msg).user(user.user_id)).await;
+    Ok(n)
+}
