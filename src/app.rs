@@ -104,9 +104,12 @@ impl App {
         let addr = self.local_addr();
         tracing::info!(%addr, "passport listening");
         let router = crate::http::router(self.state.clone());
-        axum::serve(self.listener, router.into_make_service_with_connect_info::<SocketAddr>())
-            .with_graceful_shutdown(shutdown)
-            .await?;
+        axum::serve(
+            self.listener,
+            router.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(shutdown)
+        .await?;
         tracing::info!("stopped accepting; in-flight requests done");
         self.state.close().await;
         tracing::info!("audit log flushed, stores closed");

@@ -69,7 +69,13 @@ pub struct AuditEvent {
 }
 
 impl AuditEvent {
-    fn new(event: Event, meta: &RequestMeta, msg: &'static str, outcome: Outcome, reason: Option<&'static str>) -> Self {
+    fn new(
+        event: Event,
+        meta: &RequestMeta,
+        msg: &'static str,
+        outcome: Outcome,
+        reason: Option<&'static str>,
+    ) -> Self {
         let ts = time::OffsetDateTime::now_utc()
             .format(&time::format_description::well_known::Rfc3339)
             .unwrap_or_default();

@@ -16,7 +16,11 @@ use crate::tokens::{self, KeyRing, TokenError};
 use crate::{sessions, users};
 
 #[derive(Parser, Debug)]
-#[command(name = "passport", version, about = "Authentication service: mobile + password, HS256 tokens, server-side sessions")]
+#[command(
+    name = "passport",
+    version,
+    about = "Authentication service: mobile + password, HS256 tokens, server-side sessions"
+)]
 pub struct Cli {
     /// A TOML file of settings (keys as in `max_sessions = 3`).
     #[arg(long, env = "PASSPORT_CONFIG", global = true)]
@@ -169,7 +173,11 @@ pub enum TokenCommand {
 impl Cli {
     /// The configuration these arguments, the environment and the file give.
     pub fn load_config(&self) -> Result<Config, ConfigError> {
-        let given = self.settings.pairs().into_iter().filter_map(|(k, v)| v.clone().map(|v| (k, v)));
+        let given = self
+            .settings
+            .pairs()
+            .into_iter()
+            .filter_map(|(k, v)| v.clone().map(|v| (k, v)));
         let mut sources = Sources::from_pairs(given);
         if let Some(path) = &self.config {
             sources = sources.with_file(path)?;
@@ -249,7 +257,9 @@ fn read_password() -> Result<String, Refused> {
 }
 
 async fn existing(state: &AppState, mobile: &str) -> Result<UserRecord, Refused> {
-    users::find(state, mobile).await?.ok_or_else(|| Refused(format!("no user with mobile {mobile}")))
+    users::find(state, mobile)
+        .await?
+        .ok_or_else(|| Refused(format!("no user with mobile {mobile}")))
 }
 
 fn describe(u: &UserRecord) -> String {
@@ -300,7 +310,12 @@ async fn session(state: &AppState, cmd: SessionCommand) -> Result<(), Refused> {
     match cmd {
         SessionCommand::List { mobile } => {
             let u = existing(state, &mobile).await?;
-            for s in state.sessions.list(u.user_id, crate::clock::now()).await.map_err(ApiError::from)? {
+            for s in state
+                .sessions
+                .list(u.user_id, crate::clock::now())
+                .await
+                .map_err(ApiError::from)?
+            {
                 println!(
                     "{}\tcreated {}\texpires {}\tdevice {}\tip {}",
                     s.session_id,

@@ -194,7 +194,12 @@ impl Sources {
                     for item in items {
                         match item {
                             toml::Value::String(s) => parts.push(s),
-                            other => return Err(ConfigError::new(&key, format!("expected strings in the list, got {other}"))),
+                            other => {
+                                return Err(ConfigError::new(
+                                    &key,
+                                    format!("expected strings in the list, got {other}"),
+                                ))
+                            }
                         }
                     }
                     parts.join(",")
@@ -225,7 +230,11 @@ impl Sources {
 impl Config {
     /// Parses and checks every setting. The first bad one is reported.
     pub fn from_sources(src: &Sources) -> Result<Config, ConfigError> {
-        let listen = src.parse("listen", SocketAddr::from(([127, 0, 0, 1], 8080)), "an address like 127.0.0.1:8080")?;
+        let listen = src.parse(
+            "listen",
+            SocketAddr::from(([127, 0, 0, 1], 8080)),
+            "an address like 127.0.0.1:8080",
+        )?;
         let data_dir = PathBuf::from(src.get("data_dir").unwrap_or("./data"));
         if data_dir.as_os_str().is_empty() {
             return Err(ConfigError::new("data_dir", "must not be empty"));
@@ -233,7 +242,10 @@ impl Config {
         let database_url = match src.get("database_url") {
             Some(url) => {
                 if !(url.starts_with("sqlite:") || url.starts_with("postgres://") || url.starts_with("postgresql://")) {
-                    return Err(ConfigError::new("database_url", "must start with sqlite: or postgres://"));
+                    return Err(ConfigError::new(
+                        "database_url",
+                        "must start with sqlite: or postgres://",
+                    ));
                 }
                 StoreUrl(url.to_owned())
             }
@@ -247,7 +259,10 @@ impl Config {
                     let p = part.trim();
                     p.starts_with("redis://") || p.starts_with("rediss://") || p.starts_with("redis+cluster://")
                 }) {
-                    return Err(ConfigError::new("redis_url", "every URL must start with redis://, rediss:// or redis+cluster://"));
+                    return Err(ConfigError::new(
+                        "redis_url",
+                        "every URL must start with redis://, rediss:// or redis+cluster://",
+                    ));
                 }
                 Some(StoreUrl(u.to_owned()))
             }
@@ -256,7 +271,10 @@ impl Config {
 
         let secret = match (src.get("secret_key"), src.get("secret_key_file")) {
             (Some(_), Some(_)) => {
-                return Err(ConfigError::new("secret_key", "give either PASSPORT_SECRET_KEY or PASSPORT_SECRET_KEY_FILE, not both"))
+                return Err(ConfigError::new(
+                    "secret_key",
+                    "give either PASSPORT_SECRET_KEY or PASSPORT_SECRET_KEY_FILE, not both",
+                ))
             }
             (Some(key), None) => {
                 if key.len() < crate::tokens::MIN_SECRET_LEN {
@@ -279,7 +297,10 @@ impl Config {
         let refresh_ttl = positive(src, "refresh_ttl", 2_592_000)?;
         let leeway = src.parse("leeway", 30u64, "whole seconds")?;
         if leeway > MAX_LEEWAY {
-            return Err(ConfigError::new("leeway", format!("must be between 0 and {MAX_LEEWAY} seconds")));
+            return Err(ConfigError::new(
+                "leeway",
+                format!("must be between 0 and {MAX_LEEWAY} seconds"),
+            ));
         }
         let max_sessions = src.parse("max_sessions", 1u32, "an integer of at least 1")?;
         if max_sessions == 0 {
@@ -288,7 +309,12 @@ impl Config {
         let session_overflow = match src.get("session_overflow").map(str::trim) {
             None | Some("evict_oldest") => Overflow::EvictOldest,
             Some("reject") => Overflow::Reject,
-            Some(other) => return Err(ConfigError::new("session_overflow", format!("expected evict_oldest or reject, got {other:?}"))),
+            Some(other) => {
+                return Err(ConfigError::new(
+                    "session_overflow",
+                    format!("expected evict_oldest or reject, got {other:?}"),
+                ))
+            }
         };
         let refresh_grace = src.parse("refresh_grace", 10u64, "whole seconds")?;
 
@@ -314,12 +340,21 @@ impl Config {
         }
         let audit_log = PathBuf::from(src.get("audit_log").unwrap_or("logs/user_action.log"));
         let region = src.get("default_region").unwrap_or("CN").trim().to_ascii_uppercase();
-        let default_region = phonenumber::country::Id::from_str(&region)
-            .map_err(|_| ConfigError::new("default_region", format!("{region:?} is not an ISO 3166 region code like CN")))?;
+        let default_region = phonenumber::country::Id::from_str(&region).map_err(|_| {
+            ConfigError::new(
+                "default_region",
+                format!("{region:?} is not an ISO 3166 region code like CN"),
+            )
+        })?;
         let default_lang = match src.get("default_lang").map(str::trim) {
             None | Some("en") => Lang::En,
             Some("zh") => Lang::Zh,
-            Some(other) => return Err(ConfigError::new("default_lang", format!("expected en or zh, got {other:?}"))),
+            Some(other) => {
+                return Err(ConfigError::new(
+                    "default_lang",
+                    format!("expected en or zh, got {other:?}"),
+                ))
+            }
         };
         let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2);
         let hash_workers = src.parse("hash_workers", cores, "a number of threads")?;
@@ -399,7 +434,11 @@ mod tests {
     fn file_fills_only_what_is_unset_and_refuses_unknown_keys() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("p.toml");
-        std::fs::write(&path, "max_sessions = 3\nissuer = \"file\"\ntrusted_proxies = [\"10.0.0.0/8\"]\n").unwrap();
+        std::fs::write(
+            &path,
+            "max_sessions = 3\nissuer = \"file\"\ntrusted_proxies = [\"10.0.0.0/8\"]\n",
+        )
+        .unwrap();
         let c = Config::from_sources(&Sources::from_pairs([("issuer", "flag")]).with_file(&path).unwrap()).unwrap();
         assert_eq!(c.max_sessions, 3);
         assert_eq!(c.issuer, "flag");

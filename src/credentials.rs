@@ -83,9 +83,15 @@ mod tests {
             b"Bearer a\tb",
             b"Bearer \xff",
         ] {
-            assert!(matches!(parse(Some(bad)), Err(ApiError::MalformedCredentials)), "{bad:?}");
+            assert!(
+                matches!(parse(Some(bad)), Err(ApiError::MalformedCredentials)),
+                "{bad:?}"
+            );
         }
         let long = format!("JWT {}", "a".repeat(MAX_HEADER_LEN));
-        assert!(matches!(parse(Some(long.as_bytes())), Err(ApiError::MalformedCredentials)));
+        assert!(matches!(
+            parse(Some(long.as_bytes())),
+            Err(ApiError::MalformedCredentials)
+        ));
     }
 }

@@ -85,8 +85,8 @@ impl ApiError {
         use ApiError::*;
         match self {
             InvalidParams(_) | WeakPassword(_) => StatusCode::BAD_REQUEST,
-            MissingCredentials | MalformedCredentials | InvalidToken | TokenExpired | SessionRevoked | SessionReplaced
-            | InvalidCredentials => StatusCode::UNAUTHORIZED,
+            MissingCredentials | MalformedCredentials | InvalidToken | TokenExpired | SessionRevoked
+            | SessionReplaced | InvalidCredentials => StatusCode::UNAUTHORIZED,
             AccountDisabled | WrongPassword | SessionLimitReached => StatusCode::FORBIDDEN,
             NotFound => StatusCode::NOT_FOUND,
             MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
@@ -140,25 +140,39 @@ impl ApiError {
         let pick = |en: &str, zh_text: &str| if zh { zh_text.to_owned() } else { en.to_owned() };
         match self {
             InvalidParams(BadInput::MalformedJson) => pick("request body is not valid JSON", "请求体不是合法的 JSON"),
-            InvalidParams(BadInput::WrongShape) => pick("a field is missing or has the wrong type", "缺少字段或字段类型错误"),
+            InvalidParams(BadInput::WrongShape) => {
+                pick("a field is missing or has the wrong type", "缺少字段或字段类型错误")
+            }
             InvalidParams(BadInput::Mobile) => pick("not a valid mobile number", "手机号码无效"),
-            InvalidParams(BadInput::Device) => pick("device name is too long or has control characters", "设备名称过长或包含控制字符"),
+            InvalidParams(BadInput::Device) => pick(
+                "device name is too long or has control characters",
+                "设备名称过长或包含控制字符",
+            ),
             WeakPassword(p) => p.message(lang),
             MissingCredentials => pick("authorization required", "需要登录"),
             MalformedCredentials => pick("malformed Authorization header", "Authorization 请求头格式错误"),
             InvalidToken => pick("invalid token", "令牌无效"),
             TokenExpired => pick("token expired, please log in again", "令牌已过期，请重新登录"),
             SessionRevoked => pick("session ended, please log in again", "会话已结束，请重新登录"),
-            SessionReplaced => pick("logged in on another device, please log in again", "账号已在其他设备登录，请重新登录"),
+            SessionReplaced => pick(
+                "logged in on another device, please log in again",
+                "账号已在其他设备登录，请重新登录",
+            ),
             InvalidCredentials => pick("wrong mobile number or password", "手机号或密码错误"),
             AccountDisabled => pick("account disabled", "账号已被禁用"),
             WrongPassword => pick("old password is wrong", "原密码错误"),
-            SessionLimitReached => pick("too many active sessions, log out elsewhere first", "登录设备数已达上限，请先在其他设备退出"),
+            SessionLimitReached => pick(
+                "too many active sessions, log out elsewhere first",
+                "登录设备数已达上限，请先在其他设备退出",
+            ),
             NotFound => pick("not found", "资源不存在"),
             MethodNotAllowed => pick("method not allowed", "请求方法不被允许"),
             MobileTaken => pick("mobile number already registered", "手机号已被注册"),
             PayloadTooLarge => pick("request body too large", "请求体过大"),
-            UnsupportedMediaType => pick("request body must be JSON (Content-Type: application/json)", "请求体必须是 JSON"),
+            UnsupportedMediaType => pick(
+                "request body must be JSON (Content-Type: application/json)",
+                "请求体必须是 JSON",
+            ),
             Internal(_) => pick("internal error", "服务器内部错误"),
             StoreUnavailable(_) => pick("service temporarily unavailable", "服务暂时不可用"),
             Busy => pick("server busy, try again shortly", "服务器繁忙，请稍后重试"),
@@ -187,7 +201,12 @@ impl IntoResponse for ApiError {
             tracing::error!(error = %self, code = self.code(), "request failed");
         }
         let msg = self.message(ctx.lang);
-        let body = Body { code: status.as_u16(), msg: &msg, data: None::<()>, error: Some(self.code()) };
+        let body = Body {
+            code: status.as_u16(),
+            msg: &msg,
+            data: None::<()>,
+            error: Some(self.code()),
+        };
         let mut resp = (status, axum::Json(body)).into_response();
         let headers = resp.headers_mut();
         if status == StatusCode::UNAUTHORIZED {
@@ -222,7 +241,12 @@ pub struct Envelope<T>(pub StatusCode, pub T);
 impl<T: serde::Serialize> IntoResponse for Envelope<T> {
     fn into_response(self) -> Response {
         let lang = RequestContext::current().lang;
-        let body = Body { code: self.0.as_u16(), msg: lang.ok(), data: self.1, error: None };
+        let body = Body {
+            code: self.0.as_u16(),
+            msg: lang.ok(),
+            data: self.1,
+            error: None,
+        };
         (self.0, axum::Json(body)).into_response()
     }
 }

@@ -26,7 +26,11 @@ pub struct Rejection {
 
 impl From<ApiError> for Rejection {
     fn from(error: ApiError) -> Self {
-        Rejection { error, user_id: None, session_id: None }
+        Rejection {
+            error,
+            user_id: None,
+            session_id: None,
+        }
     }
 }
 
@@ -38,11 +42,18 @@ pub async fn identify(state: &AppState, authorization: Option<&[u8]>) -> Result<
         TokenError::Expired => ApiError::TokenExpired,
     })?;
     let check = state.sessions.check(v.user_id, &v.session_id, v.login_time, now).await;
-    let refuse = |error| Rejection { error, user_id: Some(v.user_id), session_id: Some(v.session_id) };
+    let refuse = |error| Rejection {
+        error,
+        user_id: Some(v.user_id),
+        session_id: Some(v.session_id),
+    };
     match check {
-        Ok(SessionCheck::Valid) => {
-            Ok(Identity { user_id: v.user_id, session_id: v.session_id, login_time: v.login_time, scheme })
-        }
+        Ok(SessionCheck::Valid) => Ok(Identity {
+            user_id: v.user_id,
+            session_id: v.session_id,
+            login_time: v.login_time,
+            scheme,
+        }),
         Ok(SessionCheck::Replaced) => Err(refuse(ApiError::SessionReplaced)),
         Ok(SessionCheck::Revoked) => Err(refuse(ApiError::SessionRevoked)),
         // Never allow on doubt.

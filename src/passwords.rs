@@ -117,7 +117,12 @@ impl Hasher {
     }
 
     async fn run<T: Send + 'static>(&self, job: impl FnOnce() -> T + Send + 'static) -> Result<T, HashError> {
-        let _admitted = self.inner.admission.clone().try_acquire_owned().map_err(|_| HashError::Busy)?;
+        let _admitted = self
+            .inner
+            .admission
+            .clone()
+            .try_acquire_owned()
+            .map_err(|_| HashError::Busy)?;
         let _running = self
             .inner
             .workers
@@ -154,7 +159,10 @@ mod tests {
         assert_eq!(check_policy("密码密码密码密码", 8), Ok(()));
         assert_eq!(check_policy(&"a".repeat(64), 8), Ok(()));
         assert_eq!(check_policy(&"a".repeat(MAX_PASSWORD_BYTES), 8), Ok(()));
-        assert_eq!(check_policy(&"a".repeat(MAX_PASSWORD_BYTES + 1), 8), Err(PasswordProblem::TooLong));
+        assert_eq!(
+            check_policy(&"a".repeat(MAX_PASSWORD_BYTES + 1), 8),
+            Err(PasswordProblem::TooLong)
+        );
     }
 
     #[test]
@@ -174,6 +182,9 @@ mod tests {
         assert!(hasher.verify("pw-pw-pw-pw".into(), Some(h.clone())).await.unwrap());
         // One worker, no queue: a second concurrent job is refused at once.
         let (a, b) = tokio::join!(hasher.hash("one-one-one".into()), hasher.hash("two-two-two".into()));
-        assert!(matches!((a, b), (Ok(_), Err(HashError::Busy)) | (Err(HashError::Busy), Ok(_))));
+        assert!(matches!(
+            (a, b),
+            (Ok(_), Err(HashError::Busy)) | (Err(HashError::Busy), Ok(_))
+        ));
     }
 }

@@ -27,13 +27,24 @@ mod tests {
     #[test]
     fn normalizes_to_e164() {
         assert_eq!(normalize("13800000001", Id::CN).as_deref(), Some("+8613800000001"));
-        assert_eq!(normalize("+86 138 0000 0001", Id::CN).as_deref(), Some("+8613800000001"));
+        assert_eq!(
+            normalize("+86 138 0000 0001", Id::CN).as_deref(),
+            Some("+8613800000001")
+        );
         assert_eq!(normalize("+1 650 253 0000", Id::CN).as_deref(), Some("+16502530000"));
     }
 
     #[test]
     fn refuses_invalid_numbers() {
-        for bad in ["", "abc", "12345", "1380000000", "138000000011", "13800000001\n", "+86 000 0000 0000"] {
+        for bad in [
+            "",
+            "abc",
+            "12345",
+            "1380000000",
+            "138000000011",
+            "13800000001\n",
+            "+86 000 0000 0000",
+        ] {
             assert_eq!(normalize(bad, Id::CN), None, "{bad:?}");
         }
     }

@@ -10,7 +10,12 @@ use crate::identify::Identity;
 use crate::store::{CreateOutcome, Session, SessionId};
 
 /// Opens a session for a user who has just proved their password.
-pub async fn open(state: &AppState, user_id: i64, device: Option<String>, meta: &RequestMeta) -> Result<Session, ApiError> {
+pub async fn open(
+    state: &AppState,
+    user_id: i64,
+    device: Option<String>,
+    meta: &RequestMeta,
+) -> Result<Session, ApiError> {
     let now = crate::clock::now();
     let session = Session {
         session_id: SessionId::random(),
@@ -24,7 +29,9 @@ pub async fn open(state: &AppState, user_id: i64, device: Option<String>, meta: 
     match state.sessions.create(&session, &state.session_policy(), now).await? {
         CreateOutcome::Created { evicted } => {
             for sid in &evicted {
-                let e = AuditEvent::ok(Event::SessionReplaced, meta, "session replaced by a newer login").user(user_id).session(sid);
+                let e = AuditEvent::ok(Event::SessionReplaced, meta, "session replaced by a newer login")
+                    .user(user_id)
+                    .session(sid);
                 state.audit.record(e).await;
             }
             Ok(session)
@@ -36,7 +43,9 @@ pub async fn open(state: &AppState, user_id: i64, device: Option<String>, meta: 
 /// Ends the caller's own session.
 pub async fn logout(state: &AppState, who: &Identity, meta: &RequestMeta) -> Result<(), ApiError> {
     state.sessions.revoke(who.user_id, &who.session_id).await?;
-    let e = AuditEvent::ok(Event::Logout, meta, "logged out").user(who.user_id).session(&who.session_id);
+    let e = AuditEvent::ok(Event::Logout, meta, "logged out")
+        .user(who.user_id)
+        .session(&who.session_id);
     state.audit.record(e).await;
     Ok(())
 }
@@ -45,7 +54,14 @@ pub async fn logout(state: &AppState, who: &Identity, meta: &RequestMeta) -> Res
 pub async fn end_all(state: &AppState, user_id: i64, meta: &RequestMeta, why: &'static str) -> Result<usize, ApiError> {
     let gone = state.sessions.revoke_all(user_id).await?;
     for sid in &gone {
-        state.audit.record(AuditEvent::ok(Event::SessionRevoked, meta, why).user(user_id).session(sid)).await;
+        state
+            .audit
+            .record(
+                AuditEvent::ok(Event::SessionRevoked, meta, why)
+                    .user(user_id)
+                    .session(sid),
+            )
+            .await;
     }
     Ok(gone.len())
 }
@@ -53,19 +69,28 @@ pub async fn end_all(state: &AppState, user_id: i64, meta: &RequestMeta, why: &'
 /// Ends every session of the caller.
 pub async fn logout_all(state: &AppState, who: &Identity, meta: &RequestMeta) -> Result<usize, ApiError> {
     let n = end_all(state, who.user_id, meta, "ended by logout_all").await?;
-    let e = AuditEvent::ok(Event::LogoutAll, meta, "logged out everywhere").user(who.user_id).session(&who.session_id);
+    let e = AuditEvent::ok(Event::LogoutAll, meta, "logged out everywhere")
+        .user(who.user_id)
+        .session(&who.session_id);
     state.audit.record(e).await;
     Ok(n)
 }
 
 /// Ends one of the caller's sessions. Another user's session, or none, is `not_found`:
 /// the answer does not reveal whether it exists.
-pub async fn revoke_own(state: &AppState, who: &Identity, session_id: &str, meta: &RequestMeta) -> Result<(), ApiError> {
+pub async fn revoke_own(
+    state: &AppState,
+    who: &Identity,
+    session_id: &str,
+    meta: &RequestMeta,
+) -> Result<(), ApiError> {
     let sid = SessionId::parse(session_id).ok_or(ApiError::NotFound)?;
     if !state.sessions.revoke(who.user_id, &sid).await? {
         return Err(ApiError::NotFound);
     }
-    let e = AuditEvent::ok(Event::SessionRevoked, meta, "ended by the user").user(who.user_id).session(&sid);
+    let e = AuditEvent::ok(Event::SessionRevoked, meta, "ended by the user")
+        .user(who.user_id)
+        .session(&sid);
     state.audit.record(e).await;
     Ok(())
 }

@@ -89,7 +89,10 @@ pub struct KeyRing {
 impl std::fmt::Debug for KeyRing {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let kids: Vec<&str> = self.keys.iter().map(|k| k.kid.as_str()).collect();
-        f.debug_struct("KeyRing").field("kids", &kids).field("issuer", &self.issuer).finish()
+        f.debug_struct("KeyRing")
+            .field("kids", &kids)
+            .field("issuer", &self.issuer)
+            .finish()
     }
 }
 
@@ -103,7 +106,8 @@ fn kid_of(secret: &[u8]) -> String {
 
 /// A key file's bytes, less one trailing newline (SPEC §9).
 fn read_key_file(path: &Path) -> anyhow::Result<Vec<u8>> {
-    let mut bytes = std::fs::read(path).map_err(|e| anyhow::anyhow!("cannot read secret key file {}: {e}", path.display()))?;
+    let mut bytes =
+        std::fs::read(path).map_err(|e| anyhow::anyhow!("cannot read secret key file {}: {e}", path.display()))?;
     if bytes.ends_with(b"\n") {
         bytes.pop();
     }
@@ -156,14 +160,23 @@ impl KeyRing {
         if secret.len() < MIN_SECRET_LEN {
             anyhow::bail!("the signing secret must be at least {MIN_SECRET_LEN} bytes");
         }
-        Ok(KeyRing::new(&[secret], config.issuer.clone(), config.leeway, config.access_ttl))
+        Ok(KeyRing::new(
+            &[secret],
+            config.issuer.clone(),
+            config.leeway,
+            config.access_ttl,
+        ))
     }
 
     /// A ring of raw secrets, newest first.
     pub fn new(secrets: &[Vec<u8>], issuer: String, leeway: u64, access_ttl: u64) -> KeyRing {
         let keys = secrets
             .iter()
-            .map(|s| Key { kid: kid_of(s), encoding: EncodingKey::from_secret(s), decoding: DecodingKey::from_secret(s) })
+            .map(|s| Key {
+                kid: kid_of(s),
+                encoding: EncodingKey::from_secret(s),
+                decoding: DecodingKey::from_secret(s),
+            })
             .collect();
         // The library only checks the signature; every claim is checked below,
         // where the order and the error each check gives are ours.
@@ -174,7 +187,13 @@ impl KeyRing {
         validation.validate_nbf = false;
         validation.validate_aud = false;
         validation.leeway = 0;
-        KeyRing { keys, issuer, leeway: leeway as i64, access_ttl: access_ttl as i64, validation }
+        KeyRing {
+            keys,
+            issuer,
+            leeway: leeway as i64,
+            access_ttl: access_ttl as i64,
+            validation,
+        }
     }
 
     pub fn current_kid(&self) -> &str {
@@ -194,7 +213,10 @@ impl KeyRing {
             exp: now + self.access_ttl,
             nbf: None,
             sid: session_id.encode(),
-            data: ClaimsData { id: user_id, login_time },
+            data: ClaimsData {
+                id: user_id,
+                login_time,
+            },
         }
     }
 
@@ -240,7 +262,13 @@ impl KeyRing {
         if c.exp + self.leeway <= now {
             return Err(TokenError::Expired);
         }
-        Ok(Verified { user_id: c.data.id, session_id, login_time: c.data.login_time, exp: c.exp, kid: key.kid.clone() })
+        Ok(Verified {
+            user_id: c.data.id,
+            session_id,
+            login_time: c.data.login_time,
+            exp: c.exp,
+            kid: key.kid.clone(),
+        })
     }
 }
 
@@ -256,7 +284,12 @@ mod tests {
     use super::*;
 
     fn ring() -> KeyRing {
-        KeyRing::new(&[b"0123456789abcdef0123456789abcdef".to_vec()], "passport".into(), 30, 86_400)
+        KeyRing::new(
+            &[b"0123456789abcdef0123456789abcdef".to_vec()],
+            "passport".into(),
+            30,
+            86_400,
+        )
     }
 
     #[test]

@@ -37,8 +37,14 @@ pub async fn register(state: &AppState, mobile: &str, password: String, meta: &R
     let mobile = normalize_mobile(state, mobile)?;
     check_new_password(state, &password)?;
     let hash = state.hasher.hash(password).await?;
-    let user_id = state.users.create(&mobile, &hash, &["viewer".to_owned()], crate::clock::now()).await?;
-    state.audit.record(AuditEvent::ok(Event::Register, meta, "registered").user(user_id)).await;
+    let user_id = state
+        .users
+        .create(&mobile, &hash, &["viewer".to_owned()], crate::clock::now())
+        .await?;
+    state
+        .audit
+        .record(AuditEvent::ok(Event::Register, meta, "registered").user(user_id))
+        .await;
     Ok(user_id)
 }
 
@@ -91,15 +97,27 @@ pub async fn login(
             return Err(err);
         }
     };
-    let claims = state.keys.claims_for(user.user_id, &session.session_id, session.login_time, session.login_time);
+    let claims = state.keys.claims_for(
+        user.user_id,
+        &session.session_id,
+        session.login_time,
+        session.login_time,
+    );
     let token = state.keys.sign(&claims).map_err(ApiError::Internal)?;
     if let Err(e) = state.users.record_login(user.user_id, session.login_time).await {
         // Bookkeeping only: the login itself has succeeded.
         tracing::warn!(error = %e, user_id = user.user_id, "could not record last_login");
     }
-    let e = AuditEvent::ok(Event::Login, meta, "logged in").user(user.user_id).session(&session.session_id);
+    let e = AuditEvent::ok(Event::Login, meta, "logged in")
+        .user(user.user_id)
+        .session(&session.session_id);
     state.audit.record(e).await;
-    Ok(LoginOk { token, user_id: user.user_id, session_id: session.session_id.encode(), expires_in: state.keys.access_ttl() })
+    Ok(LoginOk {
+        token,
+        user_id: user.user_id,
+        session_id: session.session_id.encode(),
+        expires_in: state.keys.access_ttl(),
+    })
 }
 
 #[derive(Debug, Serialize)]
@@ -133,16 +151,23 @@ pub async fn change_password(
     check_new_password(state, &new_password)?;
     let user = state.users.find_by_id(who.user_id).await?.ok_or(ApiError::NotFound)?;
     if !state.hasher.verify(old_password, Some(user.password_hash)).await? {
-        let e = AuditEvent::denied(Event::PasswordChanged, meta, "password change refused", "wrong_password")
-            .user(who.user_id)
-            .session(&who.session_id);
+        let e = AuditEvent::denied(
+            Event::PasswordChanged,
+            meta,
+            "password change refused",
+            "wrong_password",
+        )
+        .user(who.user_id)
+        .session(&who.session_id);
         state.audit.record(e).await;
         return Err(ApiError::WrongPassword);
     }
     let hash = state.hasher.hash(new_password).await?;
     state.users.set_password_hash(who.user_id, &hash).await?;
     sessions::end_all(state, who.user_id, meta, "ended by password change").await?;
-    let e = AuditEvent::ok(Event::PasswordChanged, meta, "password changed").user(who.user_id).session(&who.session_id);
+    let e = AuditEvent::ok(Event::PasswordChanged, meta, "password changed")
+        .user(who.user_id)
+        .session(&who.session_id);
     state.audit.record(e).await;
     Ok(())
 }
@@ -154,22 +179,46 @@ pub async fn find(state: &AppState, mobile: &str) -> Result<Option<UserRecord>, 
 }
 
 /// Administrative password set (`passport user passwd`); ends every session.
-pub async fn set_password(state: &AppState, user: &UserRecord, password: String, meta: &RequestMeta) -> Result<usize, ApiError> {
+pub async fn set_password(
+    state: &AppState,
+    user: &UserRecord,
+    password: String,
+    meta: &RequestMeta,
+) -> Result<usize, ApiError> {
     check_new_password(state, &password)?;
     let hash = state.hasher.hash(password).await?;
     state.users.set_password_hash(user.user_id, &hash).await?;
     let n = sessions::end_all(state, user.user_id, meta, "ended by password reset").await?;
-    state.audit.record(AuditEvent::ok(Event::PasswordChanged, meta, "password set by command").user(user.user_id)).await;
+    state
+        .audit
+        .record(AuditEvent::ok(Event::PasswordChanged, meta, "password set by command").user(user.user_id))
+        .await;
     Ok(n)
 }
 
 /// Disables or enables an account. Disabling ends every session.
-pub async fn set_disabled(state: &AppState, user: &UserRecord, disabled: bool, meta: &RequestMeta) -> Result<usize, ApiError> {
+pub async fn set_disabled(
+    state: &AppState,
+    user: &UserRecord,
+    disabled: bool,
+    meta: &RequestMeta,
+) -> Result<usize, ApiError> {
     if !state.users.set_disabled(user.user_id, disabled).await? {
         return Err(StoreError::Other(anyhow::anyhow!("user vanished")).into());
     }
-    let n = if disabled { sessions::end_all(state, user.user_id, meta, "ended by disabling the account").await? } else { 0 };
-    let (event, msg) = if disabled { (Event::UserDisabled, "account disabled") } else { (Event::UserEnabled, "account enabled") };
-    state.audit.record(AuditEvent::ok(event, meta, msg).user(user.user_id)).await;
+    let n = if disabled {
+        sessions::end_all(state, user.user_id, meta, "ended by disabling the account").await?
+    } else {
+        0
+    };
+    let (event, msg) = if disabled {
+        (Event::UserDisabled, "account disabled")
+    } else {
+        (Event::UserEnabled, "account enabled")
+    };
+    state
+        .audit
+        .record(AuditEvent::ok(event, meta, msg).user(user.user_id))
+        .await;
     Ok(n)
 }

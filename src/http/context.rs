@@ -42,7 +42,10 @@ impl RequestContext {
 
     /// The context of the request being served; English and `JWT` outside one.
     pub fn current() -> RequestContext {
-        CURRENT.try_with(|c| *c).unwrap_or(RequestContext { lang: Lang::En, scheme: Scheme::Jwt })
+        CURRENT.try_with(|c| *c).unwrap_or(RequestContext {
+            lang: Lang::En,
+            scheme: Scheme::Jwt,
+        })
     }
 }
 

@@ -28,7 +28,9 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Json<T> {
             Err(rejection) => Err(match rejection {
                 JsonRejection::MissingJsonContentType(_) => ApiError::UnsupportedMediaType,
                 JsonRejection::JsonDataError(_) => ApiError::InvalidParams(BadInput::WrongShape),
-                JsonRejection::BytesRejection(r) if r.status() == StatusCode::PAYLOAD_TOO_LARGE => ApiError::PayloadTooLarge,
+                JsonRejection::BytesRejection(r) if r.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+                    ApiError::PayloadTooLarge
+                }
                 _ => ApiError::InvalidParams(BadInput::MalformedJson),
             }),
         }
@@ -52,7 +54,14 @@ pub fn client_ip(peer: Option<IpAddr>, forwarded_for: Option<&str>, trusted: &[I
             Err(_) => hops.clear(),
         }
     }
-    Some(hops.iter().rev().find(|ip| !is_trusted(ip)).or(hops.first()).copied().unwrap_or(peer))
+    Some(
+        hops.iter()
+            .rev()
+            .find(|ip| !is_trusted(ip))
+            .or(hops.first())
+            .copied()
+            .unwrap_or(peer),
+    )
 }
 
 /// Longest `User-Agent` kept in the audit log.
@@ -116,10 +125,22 @@ mod tests {
     fn forwarded_for_is_believed_only_from_trusted_peers() {
         let trusted: Vec<IpNet> = vec!["10.0.0.0/8".parse().unwrap()];
         let ip = |s: &str| s.parse::<IpAddr>().unwrap();
-        assert_eq!(client_ip(Some(ip("1.2.3.4")), Some("9.9.9.9"), &trusted), Some(ip("1.2.3.4")));
-        assert_eq!(client_ip(Some(ip("10.0.0.1")), Some("9.9.9.9, 8.8.8.8"), &trusted), Some(ip("8.8.8.8")));
-        assert_eq!(client_ip(Some(ip("10.0.0.1")), Some("9.9.9.9, 10.0.0.7"), &trusted), Some(ip("9.9.9.9")));
+        assert_eq!(
+            client_ip(Some(ip("1.2.3.4")), Some("9.9.9.9"), &trusted),
+            Some(ip("1.2.3.4"))
+        );
+        assert_eq!(
+            client_ip(Some(ip("10.0.0.1")), Some("9.9.9.9, 8.8.8.8"), &trusted),
+            Some(ip("8.8.8.8"))
+        );
+        assert_eq!(
+            client_ip(Some(ip("10.0.0.1")), Some("9.9.9.9, 10.0.0.7"), &trusted),
+            Some(ip("9.9.9.9"))
+        );
         assert_eq!(client_ip(Some(ip("10.0.0.1")), None, &trusted), Some(ip("10.0.0.1")));
-        assert_eq!(client_ip(Some(ip("10.0.0.1")), Some("garbage"), &trusted), Some(ip("10.0.0.1")));
+        assert_eq!(
+            client_ip(Some(ip("10.0.0.1")), Some("garbage"), &trusted),
+            Some(ip("10.0.0.1"))
+        );
     }
 }

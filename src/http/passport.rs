@@ -44,11 +44,26 @@ pub async fn register(
     Ok(Envelope(StatusCode::CREATED, json!({ "user_id": user_id })))
 }
 
-pub async fn login(State(state): State<AppState>, ClientMeta(meta): ClientMeta, Json(body): Json<LoginBody>) -> Answer<LoginOk> {
-    Ok(ok(users::login(&state, &body.mobile, body.password, body.device, &meta).await?))
+pub async fn login(
+    State(state): State<AppState>,
+    ClientMeta(meta): ClientMeta,
+    Json(body): Json<LoginBody>,
+) -> Answer<LoginOk> {
+    Ok(ok(users::login(
+        &state,
+        &body.mobile,
+        body.password,
+        body.device,
+        &meta,
+    )
+    .await?))
 }
 
-pub async fn logout(State(state): State<AppState>, AuthUser(who): AuthUser, ClientMeta(meta): ClientMeta) -> Answer<()> {
+pub async fn logout(
+    State(state): State<AppState>,
+    AuthUser(who): AuthUser,
+    ClientMeta(meta): ClientMeta,
+) -> Answer<()> {
     sessions::logout(&state, &who, &meta).await?;
     Ok(ok(()))
 }

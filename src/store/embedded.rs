@@ -9,7 +9,10 @@ use async_trait::async_trait;
 use sqlx::sqlite::{SqlitePoolOptions, SqliteRow};
 use sqlx::{Row, SqliteConnection, SqlitePool};
 
-use super::{classify, sqlite_options, CreateOutcome, Session, SessionCheck, SessionId, SessionPolicy, SessionStore, StoreError, StoreStats};
+use super::{
+    classify, sqlite_options, CreateOutcome, Session, SessionCheck, SessionId, SessionPolicy, SessionStore, StoreError,
+    StoreStats,
+};
 use crate::config::Overflow;
 
 /// A session that lost its slot: it answers `session_replaced` until `expires_at`.
@@ -40,7 +43,8 @@ const SESSION_COLUMNS: &str = "session_id, user_id, login_time, created_at, expi
 fn session(row: &SqliteRow) -> Result<Session, StoreError> {
     let sid: Vec<u8> = row.try_get("session_id").map_err(classify)?;
     Ok(Session {
-        session_id: SessionId::from_slice(&sid).ok_or_else(|| StoreError::Other(anyhow::anyhow!("corrupt session id")))?,
+        session_id: SessionId::from_slice(&sid)
+            .ok_or_else(|| StoreError::Other(anyhow::anyhow!("corrupt session id")))?,
         user_id: row.try_get("user_id").map_err(classify)?,
         login_time: row.try_get("login_time").map_err(classify)?,
         created_at: row.try_get("created_at").map_err(classify)?,
@@ -53,7 +57,8 @@ fn session(row: &SqliteRow) -> Result<Session, StoreError> {
 fn tombstone(row: &SqliteRow) -> Result<Tombstone, StoreError> {
     let sid: Vec<u8> = row.try_get("session_id").map_err(classify)?;
     Ok(Tombstone {
-        session_id: SessionId::from_slice(&sid).ok_or_else(|| StoreError::Other(anyhow::anyhow!("corrupt session id")))?,
+        session_id: SessionId::from_slice(&sid)
+            .ok_or_else(|| StoreError::Other(anyhow::anyhow!("corrupt session id")))?,
         user_id: row.try_get("user_id").map_err(classify)?,
         expires_at: row.try_get("expires_at").map_err(classify)?,
     })
@@ -91,16 +96,19 @@ impl EmbeddedSessions {
 
     /// Every live session and tombstone (the cache's starting point).
     pub async fn load_all(&self, now: i64) -> Result<UserSessions, StoreError> {
-        let sessions = sqlx::query(&format!("SELECT {SESSION_COLUMNS} FROM sessions WHERE expires_at > ? ORDER BY id"))
-            .bind(now)
-            .fetch_all(&self.pool)
-            .await
-            .map_err(classify)?;
-        let tombstones = sqlx::query("SELECT session_id, user_id, expires_at FROM session_tombstones WHERE expires_at > ?")
-            .bind(now)
-            .fetch_all(&self.pool)
-            .await
-            .map_err(classify)?;
+        let sessions = sqlx::query(&format!(
+            "SELECT {SESSION_COLUMNS} FROM sessions WHERE expires_at > ? ORDER BY id"
+        ))
+        .bind(now)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(classify)?;
+        let tombstones =
+            sqlx::query("SELECT session_id, user_id, expires_at FROM session_tombstones WHERE expires_at > ?")
+                .bind(now)
+                .fetch_all(&self.pool)
+                .await
+                .map_err(classify)?;
         Ok(UserSessions {
             sessions: sessions.iter().map(session).collect::<Result<_, _>>()?,
             tombstones: tombstones.iter().map(tombstone).collect::<Result<_, _>>()?,
@@ -110,14 +118,18 @@ impl EmbeddedSessions {
     /// One user's live sessions and tombstones.
     pub async fn load_user(&self, user_id: i64, now: i64) -> Result<UserSessions, StoreError> {
         let sessions = self.list(user_id, now).await?;
-        let tombstones =
-            sqlx::query("SELECT session_id, user_id, expires_at FROM session_tombstones WHERE user_id = ? AND expires_at > ?")
-                .bind(user_id)
-                .bind(now)
-                .fetch_all(&self.pool)
-                .await
-                .map_err(classify)?;
-        Ok(UserSessions { sessions, tombstones: tombstones.iter().map(tombstone).collect::<Result<_, _>>()? })
+        let tombstones = sqlx::query(
+            "SELECT session_id, user_id, expires_at FROM session_tombstones WHERE user_id = ? AND expires_at > ?",
+        )
+        .bind(user_id)
+        .bind(now)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(classify)?;
+        Ok(UserSessions {
+            sessions,
+            tombstones: tombstones.iter().map(tombstone).collect::<Result<_, _>>()?,
+        })
     }
 
     /// The newest change-log position.
@@ -137,7 +149,9 @@ impl EmbeddedSessions {
             .fetch_all(&self.pool)
             .await
             .map_err(classify)?;
-        let Some(first) = rows.first() else { return Ok(Some((Vec::new(), seq))) };
+        let Some(first) = rows.first() else {
+            return Ok(Some((Vec::new(), seq)));
+        };
         let first_seq: i64 = first.try_get(0).map_err(classify)?;
         if first_seq > seq + 1 && seq > 0 {
             // Rows between were pruned (or never committed); only a full reload is safe.
@@ -165,8 +179,16 @@ impl EmbeddedSessions {
     /// Deletes expired sessions and tombstones and old change-log rows.
     pub async fn purge(&self, now: i64) -> Result<(), StoreError> {
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(classify)?;
-        sqlx::query("DELETE FROM sessions WHERE expires_at <= ?").bind(now).execute(&mut *tx).await.map_err(classify)?;
-        sqlx::query("DELETE FROM session_tombstones WHERE expires_at <= ?").bind(now).execute(&mut *tx).await.map_err(classify)?;
+        sqlx::query("DELETE FROM sessions WHERE expires_at <= ?")
+            .bind(now)
+            .execute(&mut *tx)
+            .await
+            .map_err(classify)?;
+        sqlx::query("DELETE FROM session_tombstones WHERE expires_at <= ?")
+            .bind(now)
+            .execute(&mut *tx)
+            .await
+            .map_err(classify)?;
         sqlx::query("DELETE FROM session_changes WHERE at < ?")
             .bind(now - CHANGE_LOG_KEEP_SECS)
             .execute(&mut *tx)
@@ -200,15 +222,24 @@ impl SessionStore for EmbeddedSessions {
                 return Ok(CreateOutcome::LimitReached);
             }
             for sid in &live[..live.len() + 1 - max] {
-                sqlx::query("DELETE FROM sessions WHERE session_id = ?").bind(sid).execute(&mut *tx).await.map_err(classify)?;
-                sqlx::query("INSERT OR REPLACE INTO session_tombstones (session_id, user_id, expires_at) VALUES (?, ?, ?)")
+                sqlx::query("DELETE FROM sessions WHERE session_id = ?")
                     .bind(sid)
-                    .bind(s.user_id)
-                    .bind(now + policy.tombstone_ttl)
                     .execute(&mut *tx)
                     .await
                     .map_err(classify)?;
-                evicted.push(SessionId::from_slice(sid).ok_or_else(|| StoreError::Other(anyhow::anyhow!("corrupt session id")))?);
+                sqlx::query(
+                    "INSERT OR REPLACE INTO session_tombstones (session_id, user_id, expires_at) VALUES (?, ?, ?)",
+                )
+                .bind(sid)
+                .bind(s.user_id)
+                .bind(now + policy.tombstone_ttl)
+                .execute(&mut *tx)
+                .await
+                .map_err(classify)?;
+                evicted.push(
+                    SessionId::from_slice(sid)
+                        .ok_or_else(|| StoreError::Other(anyhow::anyhow!("corrupt session id")))?,
+                );
             }
         }
         sqlx::query(
@@ -229,7 +260,13 @@ impl SessionStore for EmbeddedSessions {
         Ok(CreateOutcome::Created { evicted })
     }
 
-    async fn check(&self, user_id: i64, sid: &SessionId, login_time: i64, now: i64) -> Result<SessionCheck, StoreError> {
+    async fn check(
+        &self,
+        user_id: i64,
+        sid: &SessionId,
+        login_time: i64,
+        now: i64,
+    ) -> Result<SessionCheck, StoreError> {
         // One query for both tables: the live session, else its tombstone.
         let rows = sqlx::query(
             "SELECT 0 AS kind, user_id, login_time, expires_at FROM sessions WHERE session_id = ?1 \
@@ -262,12 +299,14 @@ impl SessionStore for EmbeddedSessions {
     }
 
     async fn list(&self, user_id: i64, now: i64) -> Result<Vec<Session>, StoreError> {
-        let rows = sqlx::query(&format!("SELECT {SESSION_COLUMNS} FROM sessions WHERE user_id = ? AND expires_at > ? ORDER BY id"))
-            .bind(user_id)
-            .bind(now)
-            .fetch_all(&self.pool)
-            .await
-            .map_err(classify)?;
+        let rows = sqlx::query(&format!(
+            "SELECT {SESSION_COLUMNS} FROM sessions WHERE user_id = ? AND expires_at > ? ORDER BY id"
+        ))
+        .bind(user_id)
+        .bind(now)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(classify)?;
         rows.iter().map(session).collect()
     }
 
@@ -292,15 +331,20 @@ impl SessionStore for EmbeddedSessions {
     async fn revoke_all(&self, user_id: i64) -> Result<Vec<SessionId>, StoreError> {
         let now = unix_now();
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(classify)?;
-        let gone: Vec<(Vec<u8>, i64)> = sqlx::query_as("DELETE FROM sessions WHERE user_id = ? RETURNING session_id, expires_at")
-            .bind(user_id)
-            .fetch_all(&mut *tx)
-            .await
-            .map_err(classify)?;
+        let gone: Vec<(Vec<u8>, i64)> =
+            sqlx::query_as("DELETE FROM sessions WHERE user_id = ? RETURNING session_id, expires_at")
+                .bind(user_id)
+                .fetch_all(&mut *tx)
+                .await
+                .map_err(classify)?;
         note_change(&mut tx, user_id, now).await?;
         tx.commit().await.map_err(classify)?;
         // Already-expired rows were not live sessions: they are not reported as revoked.
-        Ok(gone.iter().filter(|(_, exp)| *exp > now).filter_map(|(sid, _)| SessionId::from_slice(sid)).collect())
+        Ok(gone
+            .iter()
+            .filter(|(_, exp)| *exp > now)
+            .filter_map(|(sid, _)| SessionId::from_slice(sid))
+            .collect())
     }
 
     async fn ping(&self) -> Result<(), StoreError> {

@@ -60,11 +60,24 @@ impl Cache {
 
     fn insert(&mut self, state: UserSessions) {
         for s in state.sessions {
-            self.live.insert(s.session_id, Live { user_id: s.user_id, login_time: s.login_time, expires_at: s.expires_at });
+            self.live.insert(
+                s.session_id,
+                Live {
+                    user_id: s.user_id,
+                    login_time: s.login_time,
+                    expires_at: s.expires_at,
+                },
+            );
             self.by_user.entry(s.user_id).or_default().push(s.session_id);
         }
         for t in state.tombstones {
-            self.tombs.insert(t.session_id, Tomb { user_id: t.user_id, expires_at: t.expires_at });
+            self.tombs.insert(
+                t.session_id,
+                Tomb {
+                    user_id: t.user_id,
+                    expires_at: t.expires_at,
+                },
+            );
             self.by_user.entry(t.user_id).or_default().push(t.session_id);
         }
     }
@@ -100,7 +113,8 @@ pub struct CachedSessions {
 
 impl Shared {
     fn mark_synced(&self) {
-        self.last_sync_ms.store(self.epoch.elapsed().as_millis() as i64, Ordering::Relaxed);
+        self.last_sync_ms
+            .store(self.epoch.elapsed().as_millis() as i64, Ordering::Relaxed);
     }
 
     async fn reload_user(&self, user_id: i64) -> Result<(), StoreError> {
@@ -224,7 +238,13 @@ impl SessionStore for CachedSessions {
         Ok(outcome)
     }
 
-    async fn check(&self, user_id: i64, sid: &SessionId, login_time: i64, now: i64) -> Result<SessionCheck, StoreError> {
+    async fn check(
+        &self,
+        user_id: i64,
+        sid: &SessionId,
+        login_time: i64,
+        now: i64,
+    ) -> Result<SessionCheck, StoreError> {
         self.ensure_open()?;
         let synced_ms = self.shared.last_sync_ms.load(Ordering::Relaxed);
         if self.shared.epoch.elapsed().as_millis() as i64 - synced_ms > STALE_AFTER.as_millis() as i64 {

@@ -143,7 +143,13 @@ pub trait SessionStore: Send + Sync {
     /// creations for one user never leave more than `max_sessions`.
     async fn create(&self, session: &Session, policy: &SessionPolicy, now: i64) -> Result<CreateOutcome, StoreError>;
     /// At most one round trip; never touches the user table.
-    async fn check(&self, user_id: i64, session_id: &SessionId, login_time: i64, now: i64) -> Result<SessionCheck, StoreError>;
+    async fn check(
+        &self,
+        user_id: i64,
+        session_id: &SessionId,
+        login_time: i64,
+        now: i64,
+    ) -> Result<SessionCheck, StoreError>;
     /// The user's live sessions, oldest first.
     async fn list(&self, user_id: i64, now: i64) -> Result<Vec<Session>, StoreError>;
     /// Ends one session of this user; false when it was not theirs or not live.
@@ -196,10 +202,14 @@ pub async fn connect(config: &Config, mode: Mode) -> anyhow::Result<Stores> {
     let stats = Arc::new(StoreStats::default());
     let url = config.database_url.expose();
     if !url.starts_with("sqlite:") {
-        anyhow::bail!("PASSPORT_DATABASE_URL: only sqlite: is supported by this build (PostgreSQL support is not built yet)");
+        anyhow::bail!(
+            "PASSPORT_DATABASE_URL: only sqlite: is supported by this build (PostgreSQL support is not built yet)"
+        );
     }
     if config.redis_url.is_some() {
-        anyhow::bail!("PASSPORT_REDIS_URL: the Redis session store is not built yet; unset it to use the embedded store");
+        anyhow::bail!(
+            "PASSPORT_REDIS_URL: the Redis session store is not built yet; unset it to use the embedded store"
+        );
     }
     let users: Arc<dyn UserStore> = Arc::new(sqlite::SqliteUsers::connect(url, stats.clone()).await?);
     let embedded = embedded::EmbeddedSessions::open(&config.data_dir.join("sessions.db"), stats.clone()).await?;
@@ -214,7 +224,9 @@ pub async fn connect(config: &Config, mode: Mode) -> anyhow::Result<Stores> {
 pub(crate) fn classify(e: sqlx::Error) -> StoreError {
     use sqlx::Error as E;
     match &e {
-        E::PoolTimedOut | E::PoolClosed | E::Io(_) | E::Tls(_) | E::WorkerCrashed => StoreError::Unavailable(e.to_string()),
+        E::PoolTimedOut | E::PoolClosed | E::Io(_) | E::Tls(_) | E::WorkerCrashed => {
+            StoreError::Unavailable(e.to_string())
+        }
         E::Database(db) => {
             if db.is_unique_violation() {
                 return StoreError::Conflict;

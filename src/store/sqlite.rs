@@ -50,14 +50,16 @@ impl SqliteUsers {
 impl UserStore for SqliteUsers {
     async fn create(&self, mobile: &str, password_hash: &str, roles: &[String], now: i64) -> Result<i64, StoreError> {
         let roles = serde_json::to_string(roles).map_err(|e| StoreError::Other(e.into()))?;
-        let row = sqlx::query("INSERT INTO users (mobile, password_hash, roles, created_at) VALUES (?, ?, ?, ?) RETURNING user_id")
-            .bind(mobile)
-            .bind(password_hash)
-            .bind(roles)
-            .bind(now)
-            .fetch_one(self.counted())
-            .await
-            .map_err(classify)?;
+        let row = sqlx::query(
+            "INSERT INTO users (mobile, password_hash, roles, created_at) VALUES (?, ?, ?, ?) RETURNING user_id",
+        )
+        .bind(mobile)
+        .bind(password_hash)
+        .bind(roles)
+        .bind(now)
+        .fetch_one(self.counted())
+        .await
+        .map_err(classify)?;
         row.try_get(0).map_err(classify)
     }
 
