@@ -11,6 +11,7 @@ use crate::app::{App, AppState};
 use crate::audit::RequestMeta;
 use crate::config::{Config, ConfigError, Sources};
 use crate::error::ApiError;
+use crate::i18n::Lang;
 use crate::store::{self, Mode, UserRecord};
 use crate::tokens::{self, KeyRing, TokenError};
 use crate::{sessions, users};
@@ -191,7 +192,13 @@ struct Refused(String);
 
 impl From<ApiError> for Refused {
     fn from(e: ApiError) -> Self {
-        Refused(format!("{}: {e}", e.code()))
+        // An operator reads this: server-side failures keep their cause.
+        let why = if e.status().is_server_error() {
+            e.to_string()
+        } else {
+            e.message(Lang::En)
+        };
+        Refused(format!("{}: {why}", e.code()))
     }
 }
 

@@ -1,0 +1,134 @@
+//! SPEC §10: the command line, and its changes reaching a running server within
+//! one second (SPEC §5).
+
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use crate::helpers::*;
+
+/// Polls until the token is refused with `error`, for at most one second after the
+/// command finished; returns how long it took.
+async fn refused_within_a_second(app: &TestApp, token: &str, error: &str) -> Duration {
+    let start = Instant::now();
+    loop {
+        let r = app.me(token).await;
+        if r.status() == 401 {
+            assert_error(r, 401, error).await;
+            return start.elapsed();
+        }
+        assert_eq!(r.status(), 200);
+        assert!(
+            start.elapsed() < Duration::from_secs(1),
+            "the change did not reach the server within 1 s"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+fn ok(out: &std::process::Output) -> String {
+    assert!(out.status.success(), "stderr: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout.clone()).unwrap()
+}
+
+#[tokio::test]
+async fn commands_beside_a_running_server_take_effect_within_a_second() {
+    let app = spawn_app().await;
+    let dir = app.dir.clone();
+
+    // disable
+    let t = app.signup_and_login("13800000080").await["token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    ok(&run_command(&dir, &["user", "disable", "13800000080"], ""));
+    refused_within_a_second(&app, &t, "session_revoked").await;
+    assert_error(app.login_raw("13800000080", PASSWORD).await, 403, "account_disabled").await;
+    ok(&run_command(&dir, &["user", "enable", "13800000080"], ""));
+    assert_ok(app.login_raw("13800000080", PASSWORD).await, 200).await;
+
+    // passwd
+    let t = app.signup_and_login("13800000081").await["token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    ok(&run_command(
+        &dir,
+        &["user", "passwd", "13800000081"],
+        "an admin-set password\n",
+    ));
+    refused_within_a_second(&app, &t, "session_revoked").await;
+    assert_ok(app.login_raw("13800000081", "an admin-set password").await, 200).await;
+
+    // session revoke
+    let t = app.signup_and_login("13800000082").await["token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let listed = ok(&run_command(&dir, &["session", "list", "13800000082"], ""));
+    assert_eq!(listed.lines().count(), 1);
+    ok(&run_command(&dir, &["session", "revoke", "13800000082"], ""));
+    refused_within_a_second(&app, &t, "session_revoked").await;
+
+    let events: Vec<String> = app
+        .audit_lines()
+        .await
+        .iter()
+        .map(|l| l["event"].as_str().unwrap().to_owned())
+        .collect();
+    assert!(
+        events.iter().filter(|e| *e == "session_revoked").count() >= 3,
+        "{events:?}"
+    );
+    assert!(events.contains(&"user_disabled".to_owned()));
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn user_add_list_and_exit_statuses() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let out = ok(&run_command(dir, &["migrate"], ""));
+    assert!(out.contains("up to date"));
+    ok(&run_command(
+        dir,
+        &["user", "add", "13800000083"],
+        "a password from stdin\n",
+    ));
+    let list = ok(&run_command(dir, &["user", "list"], ""));
+    assert!(list.contains("+8613800000083"), "{list}");
+    assert_eq!(list.lines().count(), 1);
+
+    // Refused operations: exit 1 with a one-line reason.
+    let dup = run_command(dir, &["user", "add", "13800000083"], "a password from stdin\n");
+    assert_eq!(dup.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&dup.stderr).contains("mobile_taken"));
+    let weak = run_command(dir, &["user", "add", "13800000084"], "short\n");
+    assert_eq!(weak.status.code(), Some(1));
+    let missing = run_command(dir, &["user", "disable", "13800000085"], "");
+    assert_eq!(missing.status.code(), Some(1));
+    assert_eq!(String::from_utf8_lossy(&missing.stderr).trim().lines().count(), 1);
+    // Bad usage and bad settings: exit 2, naming the setting.
+    assert_eq!(run_command(dir, &["user", "frobnicate"], "").status.code(), Some(2));
+    let bad = run_command_with(dir, &[("max_sessions", "zero")], &["user", "list"], "");
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("PASSPORT_MAX_SESSIONS"));
+
+    // The added user logs in on a server over the same data.
+    let app = spawn_in(dir, &[]).await;
+    let login = app.login("13800000083", "a password from stdin").await;
+    let token = login["token"].as_str().unwrap();
+
+    let inspected = ok(&run_command(dir, &["token", "inspect", token], ""));
+    let report: Value = serde_json::from_str(&inspected).unwrap();
+    assert_eq!(report["verdict"], "valid");
+    assert_eq!(report["header"]["alg"], "HS256");
+    assert!(report["kid"].as_str().is_some());
+    assert_eq!(report["claims"]["data"]["id"], login["user_id"]);
+    let forged = format!("{}x", token);
+    let bad = run_command(dir, &["token", "inspect", &forged], "");
+    assert_eq!(bad.status.code(), Some(1));
+    let report: Value = serde_json::from_slice(&bad.stdout).unwrap();
+    assert_eq!(report["verdict"], "invalid_token");
+    app.stop().await;
+}

@@ -1,0 +1,128 @@
+//! Nothing is lost on a restart or a crash.
+
+use std::collections::BTreeSet;
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::sync::{Arc, Mutex};
+
+use serde_json::json;
+
+use crate::helpers::*;
+
+#[tokio::test]
+async fn restart_keeps_users_and_live_sessions() {
+    let tmp = tempfile::tempdir().unwrap();
+    // No secret configured: the generated one must survive the restart too.
+    let app = spawn_in(tmp.path(), &[("secret_key", "")]).await;
+    let login = app.signup_and_login("13800000070").await;
+    let token = login["token"].as_str().unwrap().to_owned();
+    app.stop().await;
+
+    let secret_file = tmp.path().join("data/secret.key");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&secret_file).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600, "generated secret must be private");
+    }
+
+    let app = spawn_in(tmp.path(), &[("secret_key", "")]).await;
+    assert_ok(app.me(&token).await, 200).await;
+    assert_ok(app.login_raw("13800000070", PASSWORD).await, 200).await;
+    // That login replaced the old session: the restarted server knows.
+    assert_error(app.me(&token).await, 401, "session_replaced").await;
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn kill_9_during_registrations_loses_no_answered_one() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut cmd = Command::new(passport_bin());
+    for (k, v) in settings(tmp.path(), &[]) {
+        cmd.arg(format!("--{}", k.replace('_', "-"))).arg(v);
+    }
+    let mut child = cmd
+        .arg("serve")
+        .env("RUST_LOG", "info")
+        .env("NO_COLOR", "1")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // The bound address is logged as addr=…; read it from stderr.
+    let mut stderr = BufReader::new(child.stderr.take().unwrap());
+    let addr = loop {
+        let mut line = String::new();
+        assert!(
+            stderr.read_line(&mut line).unwrap() > 0,
+            "server exited before listening"
+        );
+        let clean = strip_ansi(&line);
+        if let Some(rest) = clean.split("addr=").nth(1) {
+            break rest.split_whitespace().next().unwrap().to_owned();
+        }
+    };
+    std::thread::spawn(move || std::io::copy(&mut stderr, &mut std::io::sink()));
+
+    let client = reqwest::Client::builder().no_proxy().build().unwrap();
+    let answered = Arc::new(Mutex::new(BTreeSet::new()));
+    let mut workers = Vec::new();
+    for w in 0..4 {
+        let (client, addr, answered) = (client.clone(), addr.clone(), answered.clone());
+        workers.push(tokio::spawn(async move {
+            for i in 0..1000 {
+                let mobile = format!("+86139{w:02}{i:06}");
+                let r = client
+                    .post(format!("http://{addr}/passport/register"))
+                    .json(&json!({"mobile": mobile, "password": PASSWORD}))
+                    .send()
+                    .await;
+                match r {
+                    Ok(r) if r.status() == 201 => {
+                        answered.lock().unwrap().insert(mobile);
+                    }
+                    _ => return,
+                }
+            }
+        }));
+    }
+    // Kill in the middle of the burst, once a good number were answered.
+    loop {
+        tokio::task::yield_now().await;
+        if answered.lock().unwrap().len() >= 40 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    for w in workers {
+        w.await.unwrap();
+    }
+
+    let answered = answered.lock().unwrap().clone();
+    assert!(answered.len() >= 40);
+    let app = spawn_in(tmp.path(), &[]).await;
+    for mobile in &answered {
+        let found = app.state.users.find_by_mobile(mobile).await.unwrap();
+        assert!(found.is_some(), "{mobile} was answered 201 but is gone after kill -9");
+    }
+    app.stop().await;
+}
+
+fn strip_ansi(s: &str) -> String {
+    let mut out = String::new();
+    let mut chars = s.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            for c in chars.by_ref() {
+                if c.is_ascii_alphabetic() {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}

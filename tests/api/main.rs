@@ -1,0 +1,11 @@
+//! One integration-test binary: every test starts its own app on port 0.
+
+mod audit;
+mod commands;
+mod durability;
+mod envelope;
+mod flows;
+mod helpers;
+mod identify_cost;
+mod sessions;
+mod token_attacks;
