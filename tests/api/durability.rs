@@ -37,33 +37,7 @@ async fn restart_keeps_users_and_live_sessions() {
 #[tokio::test]
 async fn kill_9_during_registrations_loses_no_answered_one() {
     let tmp = tempfile::tempdir().unwrap();
-    let mut cmd = Command::new(passport_bin());
-    for (k, v) in settings(tmp.path(), &[]) {
-        cmd.arg(format!("--{}", k.replace('_', "-"))).arg(v);
-    }
-    let mut child = cmd
-        .arg("serve")
-        .env("RUST_LOG", "info")
-        .env("NO_COLOR", "1")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    // The bound address is logged as addr=…; read it from stderr.
-    let mut stderr = BufReader::new(child.stderr.take().unwrap());
-    let addr = loop {
-        let mut line = String::new();
-        assert!(
-            stderr.read_line(&mut line).unwrap() > 0,
-            "server exited before listening"
-        );
-        let clean = strip_ansi(&line);
-        if let Some(rest) = clean.split("addr=").nth(1) {
-            break rest.split_whitespace().next().unwrap().to_owned();
-        }
-    };
-    std::thread::spawn(move || std::io::copy(&mut stderr, &mut std::io::sink()));
-
+    let (mut child, addr) = spawn_binary(tmp.path(), &[]);
     let client = reqwest::Client::builder().no_proxy().build().unwrap();
     let answered = Arc::new(Mutex::new(BTreeSet::new()));
     let mut workers = Vec::new();
@@ -108,6 +82,81 @@ async fn kill_9_during_registrations_loses_no_answered_one() {
         assert!(found.is_some(), "{mobile} was answered 201 but is gone after kill -9");
     }
     app.stop().await;
+}
+
+#[tokio::test]
+async fn sigterm_drains_in_flight_requests_and_flushes_the_audit_log() {
+    let tmp = tempfile::tempdir().unwrap();
+    // One hashing worker: concurrent logins queue up inside the server.
+    let (child, addr) = spawn_binary(tmp.path(), &[("hash_workers", "1")]);
+    let client = reqwest::Client::builder().no_proxy().build().unwrap();
+    let url = |p: &str| format!("http://{addr}{p}");
+    let r = client
+        .post(url("/passport/register"))
+        .json(&json!({"mobile": "13800000071", "password": PASSWORD}))
+        .send();
+    assert_eq!(r.await.unwrap().status(), 201);
+
+    let mut logins = tokio::task::JoinSet::new();
+    for _ in 0..4 {
+        let req = client
+            .post(url("/passport/login"))
+            .json(&json!({"mobile": "13800000071", "password": PASSWORD}));
+        logins.spawn(async move { req.send().await.map(|r| r.status().as_u16()) });
+    }
+    // Once the first answer is back, the other three are inside the server, queued.
+    let first = logins.join_next().await.unwrap().unwrap().unwrap();
+    let term = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(term.success());
+    let mut statuses = vec![first];
+    while let Some(r) = logins.join_next().await {
+        statuses.push(r.unwrap().expect("an accepted request is answered during shutdown"));
+    }
+    assert_eq!(statuses, vec![200; 4]);
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "graceful exit, got {:?}", out.status);
+
+    let lines = read_audit(&tmp.path().join("logs/user_action.log"));
+    assert_eq!(
+        lines.iter().filter(|l| l["event"] == "login").count(),
+        4,
+        "every answered login is in the log"
+    );
+}
+
+/// Starts the real binary on port 0 over `dir`; returns it and its bound address
+/// (read from its log).
+fn spawn_binary(dir: &std::path::Path, extra: &[(&str, &str)]) -> (std::process::Child, String) {
+    let mut cmd = Command::new(passport_bin());
+    for (k, v) in settings(dir, extra) {
+        cmd.arg(format!("--{}", k.replace('_', "-"))).arg(v);
+    }
+    let mut child = cmd
+        .arg("serve")
+        .env("RUST_LOG", "info")
+        .env("NO_COLOR", "1")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stderr = BufReader::new(child.stderr.take().unwrap());
+    let addr = loop {
+        let mut line = String::new();
+        assert!(
+            stderr.read_line(&mut line).unwrap() > 0,
+            "server exited before listening"
+        );
+        let clean = strip_ansi(&line);
+        if let Some(rest) = clean.split("addr=").nth(1) {
+            break rest.split_whitespace().next().unwrap().to_owned();
+        }
+    };
+    // Keep draining its log so it never blocks on a full pipe.
+    std::thread::spawn(move || std::io::copy(&mut stderr, &mut std::io::sink()));
+    (child, addr)
 }
 
 fn strip_ansi(s: &str) -> String {
