@@ -10,8 +10,8 @@ use sqlx::sqlite::{SqlitePoolOptions, SqliteRow};
 use sqlx::{Row, SqliteConnection, SqlitePool};
 
 use super::{
-    classify, sqlite_options, CreateOutcome, Session, SessionCheck, SessionId, SessionPolicy, SessionStore, StoreError,
-    StoreStats,
+    classify, sqlite_options, CreateOutcome, Found, Session, SessionCheck, SessionId, SessionPolicy, SessionStore,
+    StoreError, StoreStats,
 };
 use crate::config::Overflow;
 
@@ -279,23 +279,19 @@ impl SessionStore for EmbeddedSessions {
         })
         .await
         .map_err(classify)?;
-        let mut verdict = SessionCheck::Revoked;
+        let mut found = Found::default();
         for row in &rows {
             let kind: i64 = row.try_get(0).map_err(classify)?;
             let owner: i64 = row.try_get(1).map_err(classify)?;
             let lt: i64 = row.try_get(2).map_err(classify)?;
             let expires_at: i64 = row.try_get(3).map_err(classify)?;
-            if owner != user_id || expires_at <= now {
-                continue;
-            }
-            if kind == 0 && lt == login_time {
-                return Ok(SessionCheck::Valid);
-            }
-            if kind == 1 {
-                verdict = SessionCheck::Replaced;
+            if kind == 0 {
+                found.live = Some((owner, lt, expires_at));
+            } else {
+                found.tombstone = Some((owner, expires_at));
             }
         }
-        Ok(verdict)
+        Ok(SessionCheck::decide(found, user_id, login_time, now))
     }
 
     async fn list(&self, user_id: i64, now: i64) -> Result<Vec<Session>, StoreError> {

@@ -19,7 +19,9 @@ use async_trait::async_trait;
 use parking_lot::RwLock;
 
 use super::embedded::{EmbeddedSessions, UserSessions};
-use super::{CreateOutcome, Session, SessionCheck, SessionId, SessionPolicy, SessionStore, StoreError, StoreStats};
+use super::{
+    CreateOutcome, Found, Session, SessionCheck, SessionId, SessionPolicy, SessionStore, StoreError, StoreStats,
+};
 
 pub const POLL_INTERVAL: Duration = Duration::from_millis(100);
 pub const STALE_AFTER: Duration = Duration::from_secs(5);
@@ -252,15 +254,11 @@ impl SessionStore for CachedSessions {
         }
         StoreStats::count(&self.shared.stats.session_checks_memory);
         let cache = self.shared.cache.read();
-        if let Some(s) = cache.live.get(sid) {
-            if s.user_id == user_id && s.login_time == login_time && s.expires_at > now {
-                return Ok(SessionCheck::Valid);
-            }
-        }
-        match cache.tombs.get(sid) {
-            Some(t) if t.user_id == user_id && t.expires_at > now => Ok(SessionCheck::Replaced),
-            _ => Ok(SessionCheck::Revoked),
-        }
+        let found = Found {
+            live: cache.live.get(sid).map(|s| (s.user_id, s.login_time, s.expires_at)),
+            tombstone: cache.tombs.get(sid).map(|t| (t.user_id, t.expires_at)),
+        };
+        Ok(SessionCheck::decide(found, user_id, login_time, now))
     }
 
     async fn list(&self, user_id: i64, now: i64) -> Result<Vec<Session>, StoreError> {

@@ -137,6 +137,31 @@ pub enum SessionCheck {
     Revoked,
 }
 
+/// What a store found under a session id: the live session, its tombstone, or both
+/// or neither (each as owner and expiry, plus the live session's login time).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Found {
+    pub live: Option<(i64, i64, i64)>,
+    pub tombstone: Option<(i64, i64)>,
+}
+
+impl SessionCheck {
+    /// The one rule of SPEC §5 step 3, shared by every backend: valid only when the
+    /// live session belongs to the user, has the token's login time and has not
+    /// expired; replaced while the user's tombstone lasts; revoked otherwise.
+    pub fn decide(found: Found, user_id: i64, login_time: i64, now: i64) -> SessionCheck {
+        if let Some((owner, lt, expires_at)) = found.live {
+            if owner == user_id && lt == login_time && expires_at > now {
+                return SessionCheck::Valid;
+            }
+        }
+        match found.tombstone {
+            Some((owner, expires_at)) if owner == user_id && expires_at > now => SessionCheck::Replaced,
+            _ => SessionCheck::Revoked,
+        }
+    }
+}
+
 #[async_trait]
 pub trait SessionStore: Send + Sync {
     /// Stores a session, applying `policy` atomically with the insert: concurrent

@@ -134,29 +134,12 @@ async fn messages_follow_accept_language() {
     assert_eq!(zh["error"], en["error"]);
     assert_eq!(en["msg"], "authorization required");
     assert_eq!(zh["msg"], "需要登录");
-    let ok: Value = app
-        .client
-        .get(app.url("/healthz"))
-        .header("Accept-Language", "zh")
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let ok = app.get_json("/healthz", &[("Accept-Language", "zh")]).await;
     assert_eq!(ok["msg"], "成功");
     app.stop().await;
 
     let app = spawn_app_with(&[("default_lang", "zh")]).await;
-    let body: Value = app
-        .client
-        .get(app.url("/passport/me"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let body = app.get_json("/passport/me", &[]).await;
     assert_eq!(body["msg"], "需要登录");
     app.stop().await;
 }

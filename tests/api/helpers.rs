@@ -138,6 +138,15 @@ impl TestApp {
             .unwrap()
     }
 
+    /// GET with extra headers; the parsed body, whatever the status.
+    pub async fn get_json(&self, path: &str, headers: &[(&str, &str)]) -> Value {
+        let mut req = self.client.get(self.url(path));
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        req.send().await.unwrap().json().await.unwrap()
+    }
+
     pub async fn me(&self, token: &str) -> Response {
         self.get_with("/passport/me", &format!("JWT {token}")).await
     }
