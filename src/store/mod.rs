@@ -6,6 +6,8 @@
 
 pub mod embedded;
 pub mod memory;
+pub mod postgres;
+pub mod redis;
 pub mod sqlite;
 
 use std::fmt;
@@ -226,21 +228,28 @@ pub struct Stores {
 pub async fn connect(config: &Config, mode: Mode) -> anyhow::Result<Stores> {
     let stats = Arc::new(StoreStats::default());
     let url = config.database_url.expose();
-    if !url.starts_with("sqlite:") {
-        anyhow::bail!(
-            "PASSPORT_DATABASE_URL: only sqlite: is supported by this build (PostgreSQL support is not built yet)"
-        );
-    }
-    if config.redis_url.is_some() {
-        anyhow::bail!(
-            "PASSPORT_REDIS_URL: the Redis session store is not built yet; unset it to use the embedded store"
-        );
-    }
-    let users: Arc<dyn UserStore> = Arc::new(sqlite::SqliteUsers::connect(url, stats.clone()).await?);
-    let embedded = embedded::EmbeddedSessions::open(&config.data_dir.join("sessions.db"), stats.clone()).await?;
-    let sessions: Arc<dyn SessionStore> = match mode {
-        Mode::Serve => Arc::new(memory::CachedSessions::start(embedded).await?),
-        Mode::Command => Arc::new(embedded),
+    let users: Arc<dyn UserStore> = if url.starts_with("sqlite:") {
+        Arc::new(sqlite::SqliteUsers::connect(url, stats.clone()).await?)
+    } else {
+        Arc::new(
+            postgres::PgUsers::connect(url, stats.clone())
+                .await
+                .map_err(|e| anyhow::anyhow!("PASSPORT_DATABASE_URL ({}): {e}", config.database_url))?,
+        )
+    };
+    let sessions: Arc<dyn SessionStore> = match &config.redis_url {
+        Some(redis_url) => Arc::new(
+            redis::RedisSessions::connect(redis_url.expose(), &config.redis_prefix)
+                .await
+                .map_err(|e| anyhow::anyhow!("PASSPORT_REDIS_URL ({redis_url}): {e}"))?,
+        ),
+        None => {
+            let embedded = embedded::EmbeddedSessions::open(&config.data_dir.join("sessions.db"), stats.clone()).await?;
+            match mode {
+                Mode::Serve => Arc::new(memory::CachedSessions::start(embedded).await?),
+                Mode::Command => Arc::new(embedded),
+            }
+        }
     };
     Ok(Stores { users, sessions, stats })
 }
@@ -255,6 +264,13 @@ pub(crate) fn classify(e: sqlx::Error) -> StoreError {
         E::Database(db) => {
             if db.is_unique_violation() {
                 return StoreError::Conflict;
+            }
+            // PostgreSQL: connection exceptions (08), operator intervention such as a
+            // shutdown (57P), insufficient resources (53).
+            if let Some(code) = db.code() {
+                if code.starts_with("08") || code.starts_with("57P") || code.starts_with("53") {
+                    return StoreError::Unavailable(e.to_string());
+                }
             }
             // SQLite: BUSY, LOCKED, IOERR, FULL, CANTOPEN, READONLY (primary codes).
             let primary = db.code().and_then(|c| c.parse::<i64>().ok()).map(|c| c & 0xff);

@@ -1,0 +1,132 @@
+//! The PostgreSQL user store, for several Passport processes sharing one database.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use sqlx::postgres::{PgPool, PgPoolOptions, PgRow};
+use sqlx::Row;
+
+use super::{classify, StoreError, StoreStats, UserRecord, UserStore};
+
+pub struct PgUsers {
+    pool: PgPool,
+    stats: Arc<StoreStats>,
+}
+
+const COLUMNS: &str = "user_id, mobile, password_hash, roles, disabled, created_at, last_login";
+
+fn record(row: &PgRow) -> Result<UserRecord, StoreError> {
+    let roles: String = row.try_get("roles").map_err(classify)?;
+    Ok(UserRecord {
+        user_id: row.try_get("user_id").map_err(classify)?,
+        mobile: row.try_get("mobile").map_err(classify)?,
+        password_hash: row.try_get("password_hash").map_err(classify)?,
+        roles: serde_json::from_str(&roles).map_err(|e| StoreError::Other(e.into()))?,
+        disabled: row.try_get("disabled").map_err(classify)?,
+        created_at: row.try_get("created_at").map_err(classify)?,
+        last_login: row.try_get("last_login").map_err(classify)?,
+    })
+}
+
+impl PgUsers {
+    /// Connects and migrates. A pool that cannot hand out a connection within 2 s
+    /// answers `Unavailable`, so a request fails closed instead of hanging.
+    pub async fn connect(url: &str, stats: Arc<StoreStats>) -> anyhow::Result<PgUsers> {
+        let pool = PgPoolOptions::new()
+            .max_connections(16)
+            .acquire_timeout(Duration::from_secs(2))
+            .connect(url)
+            .await?;
+        sqlx::migrate!("migrations/postgres").run(&pool).await?;
+        Ok(PgUsers { pool, stats })
+    }
+
+    fn counted(&self) -> &PgPool {
+        StoreStats::count(&self.stats.user_queries);
+        &self.pool
+    }
+}
+
+#[async_trait]
+impl UserStore for PgUsers {
+    async fn create(&self, mobile: &str, password_hash: &str, roles: &[String], now: i64) -> Result<i64, StoreError> {
+        let roles = serde_json::to_string(roles).map_err(|e| StoreError::Other(e.into()))?;
+        let row = sqlx::query(
+            "INSERT INTO users (mobile, password_hash, roles, created_at) VALUES ($1, $2, $3, $4) RETURNING user_id",
+        )
+        .bind(mobile)
+        .bind(password_hash)
+        .bind(roles)
+        .bind(now)
+        .fetch_one(self.counted())
+        .await
+        .map_err(classify)?;
+        row.try_get(0).map_err(classify)
+    }
+
+    async fn find_by_mobile(&self, mobile: &str) -> Result<Option<UserRecord>, StoreError> {
+        let row = sqlx::query(&format!("SELECT {COLUMNS} FROM users WHERE mobile = $1"))
+            .bind(mobile)
+            .fetch_optional(self.counted())
+            .await
+            .map_err(classify)?;
+        row.as_ref().map(record).transpose()
+    }
+
+    async fn find_by_id(&self, user_id: i64) -> Result<Option<UserRecord>, StoreError> {
+        let row = sqlx::query(&format!("SELECT {COLUMNS} FROM users WHERE user_id = $1"))
+            .bind(user_id)
+            .fetch_optional(self.counted())
+            .await
+            .map_err(classify)?;
+        row.as_ref().map(record).transpose()
+    }
+
+    async fn set_password_hash(&self, user_id: i64, hash: &str) -> Result<bool, StoreError> {
+        let done = sqlx::query("UPDATE users SET password_hash = $1 WHERE user_id = $2")
+            .bind(hash)
+            .bind(user_id)
+            .execute(self.counted())
+            .await
+            .map_err(classify)?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn set_disabled(&self, user_id: i64, disabled: bool) -> Result<bool, StoreError> {
+        let done = sqlx::query("UPDATE users SET disabled = $1 WHERE user_id = $2")
+            .bind(disabled)
+            .bind(user_id)
+            .execute(self.counted())
+            .await
+            .map_err(classify)?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn record_login(&self, user_id: i64, at: i64) -> Result<(), StoreError> {
+        sqlx::query("UPDATE users SET last_login = $1 WHERE user_id = $2")
+            .bind(at)
+            .bind(user_id)
+            .execute(self.counted())
+            .await
+            .map_err(classify)?;
+        Ok(())
+    }
+
+    async fn list(&self) -> Result<Vec<UserRecord>, StoreError> {
+        let rows = sqlx::query(&format!("SELECT {COLUMNS} FROM users ORDER BY user_id"))
+            .fetch_all(self.counted())
+            .await
+            .map_err(classify)?;
+        rows.iter().map(record).collect()
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        sqlx::query("SELECT 1").execute(&self.pool).await.map_err(classify)?;
+        Ok(())
+    }
+
+    async fn close(&self) {
+        self.pool.close().await;
+    }
+}

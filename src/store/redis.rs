@@ -1,0 +1,323 @@
+//! The Redis session store: a single node or a Redis Cluster, shared by every
+//! Passport process.
+//!
+//! Every key of one user carries the hash tag `{u<id>}`, so all of them live in
+//! one cluster slot and each operation is one Lua script on one node, atomic
+//! with respect to every other process:
+//!
+//! - `<prefix>{u<id>}:sessions` sorted set of the user's session ids, by creation
+//! - `<prefix>{u<id>}:seq`      counter giving that order
+//! - `<prefix>{u<id>}:s:<sid>`  hash: login_time, created_at, expires_at, device, ip;
+//!   it expires with the session
+//! - `<prefix>{u<id>}:t:<sid>`  tombstone of a session that lost its slot; it
+//!   expires after the access TTL (plus leeway)
+//!
+//! No token is stored: a session id is only half of what a token proves.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
+use redis::cluster::ClusterClientBuilder;
+use redis::cluster_async::ClusterConnection;
+use redis::{Cmd, ErrorKind, Pipeline, RedisError, RedisFuture, Script, Value};
+
+use super::{CreateOutcome, Found, Session, SessionCheck, SessionId, SessionPolicy, SessionStore, StoreError};
+use crate::config::Overflow;
+
+/// How long one command may take before the caller fails closed (SPEC: a 503
+/// within 2 s when Redis is down, never a hang).
+const COMMAND_TIMEOUT: Duration = Duration::from_millis(1000);
+const CONNECT_TIMEOUT: Duration = Duration::from_millis(1000);
+
+/// A connection to a single node or to a cluster; both reconnect by themselves.
+#[derive(Clone)]
+enum Conn {
+    Single(ConnectionManager),
+    Cluster(ClusterConnection),
+}
+
+impl ConnectionLike for Conn {
+    fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
+        match self {
+            Conn::Single(c) => c.req_packed_command(cmd),
+            Conn::Cluster(c) => c.req_packed_command(cmd),
+        }
+    }
+
+    fn req_packed_commands<'a>(&'a mut self, p: &'a Pipeline, offset: usize, count: usize) -> RedisFuture<'a, Vec<Value>> {
+        match self {
+            Conn::Single(c) => c.req_packed_commands(p, offset, count),
+            Conn::Cluster(c) => c.req_packed_commands(p, offset, count),
+        }
+    }
+
+    fn get_db(&self) -> i64 {
+        match self {
+            Conn::Single(c) => c.get_db(),
+            Conn::Cluster(c) => c.get_db(),
+        }
+    }
+}
+
+pub struct RedisSessions {
+    conn: Conn,
+    prefix: String,
+    closed: AtomicBool,
+}
+
+/// The node URLs of a cluster setting (`redis+cluster://h1:p1,h2:p2` or several
+/// `redis://` URLs separated by commas); `None` for a single node.
+fn cluster_nodes(url: &str) -> Option<Vec<String>> {
+    if let Some(rest) = url.strip_prefix("redis+cluster://") {
+        return Some(rest.split(',').map(|n| format!("redis://{}", n.trim())).collect());
+    }
+    let parts: Vec<String> = url.split(',').map(|s| s.trim().to_owned()).filter(|s| !s.is_empty()).collect();
+    (parts.len() > 1).then_some(parts)
+}
+
+fn classify(e: RedisError) -> StoreError {
+    match e.kind() {
+        // The server answered, but not as the scripts expect: a bug, not an outage.
+        ErrorKind::TypeError | ErrorKind::ResponseError | ErrorKind::ExtensionError => StoreError::Other(e.into()),
+        _ => StoreError::Unavailable(e.to_string()),
+    }
+}
+
+fn script(cell: &'static OnceLock<Script>, source: &str) -> &'static Script {
+    cell.get_or_init(|| Script::new(source))
+}
+
+const CREATE: &str = r#"
+local base, sid = ARGV[1], ARGV[2]
+local max, reject = tonumber(ARGV[3]), ARGV[4] == '1'
+local tomb_ttl, ttl = tonumber(ARGV[5]), tonumber(ARGV[6])
+local zkey = KEYS[1]
+local live = {}
+for _, m in ipairs(redis.call('ZRANGE', zkey, 0, -1)) do
+  if redis.call('EXISTS', base .. 's:' .. m) == 1 then
+    live[#live + 1] = m
+  else
+    redis.call('ZREM', zkey, m)
+  end
+end
+local out = {1}
+if #live >= max then
+  if reject then return {0} end
+  for i = 1, #live - max + 1 do
+    local m = live[i]
+    redis.call('DEL', base .. 's:' .. m)
+    redis.call('ZREM', zkey, m)
+    redis.call('SET', base .. 't:' .. m, '1', 'EX', tomb_ttl)
+    out[#out + 1] = m
+  end
+end
+local seq = redis.call('INCR', base .. 'seq')
+local skey = base .. 's:' .. sid
+redis.call('HSET', skey, 'login_time', ARGV[7], 'created_at', ARGV[8], 'expires_at', ARGV[9])
+if ARGV[10] ~= '' then redis.call('HSET', skey, 'device', ARGV[10]) end
+if ARGV[11] ~= '' then redis.call('HSET', skey, 'ip', ARGV[11]) end
+redis.call('EXPIRE', skey, ttl)
+redis.call('ZADD', zkey, seq, sid)
+if redis.call('TTL', zkey) < ttl then redis.call('EXPIRE', zkey, ttl) end
+if redis.call('TTL', base .. 'seq') < ttl then redis.call('EXPIRE', base .. 'seq', ttl) end
+return out
+"#;
+
+const CHECK: &str = r#"
+local v = redis.call('HMGET', KEYS[1], 'login_time', 'expires_at')
+return {v[1] or '', v[2] or '', redis.call('EXISTS', KEYS[2])}
+"#;
+
+const LIST: &str = r#"
+local out = {}
+for _, m in ipairs(redis.call('ZRANGE', KEYS[1], 0, -1)) do
+  local v = redis.call('HMGET', ARGV[1] .. 's:' .. m, 'login_time', 'created_at', 'expires_at', 'device', 'ip')
+  if v[1] then
+    out[#out + 1] = {m, v[1], v[2], v[3], v[4] or '', v[5] or ''}
+  else
+    redis.call('ZREM', KEYS[1], m)
+  end
+end
+return out
+"#;
+
+const REVOKE: &str = r#"
+local n = redis.call('DEL', KEYS[1])
+redis.call('ZREM', KEYS[2], ARGV[1])
+return n
+"#;
+
+const REVOKE_ALL: &str = r#"
+local out = {}
+for _, m in ipairs(redis.call('ZRANGE', KEYS[1], 0, -1)) do
+  if redis.call('DEL', ARGV[1] .. 's:' .. m) == 1 then out[#out + 1] = m end
+end
+redis.call('DEL', KEYS[1])
+return out
+"#;
+
+static CREATE_SCRIPT: OnceLock<Script> = OnceLock::new();
+static CHECK_SCRIPT: OnceLock<Script> = OnceLock::new();
+static LIST_SCRIPT: OnceLock<Script> = OnceLock::new();
+static REVOKE_SCRIPT: OnceLock<Script> = OnceLock::new();
+static REVOKE_ALL_SCRIPT: OnceLock<Script> = OnceLock::new();
+
+fn opt(s: String) -> Option<String> {
+    (!s.is_empty()).then_some(s)
+}
+
+impl RedisSessions {
+    /// Connects to the node or cluster `url` names (failing if it cannot be reached now).
+    pub async fn connect(url: &str, prefix: &str) -> anyhow::Result<RedisSessions> {
+        let conn = match cluster_nodes(url) {
+            Some(nodes) => {
+                let client = ClusterClientBuilder::new(nodes)
+                    .connection_timeout(CONNECT_TIMEOUT)
+                    .response_timeout(COMMAND_TIMEOUT)
+                    .retries(1)
+                    .build()?;
+                Conn::Cluster(client.get_async_connection().await?)
+            }
+            None => {
+                let client = redis::Client::open(url)?;
+                let config = ConnectionManagerConfig::new()
+                    .set_connection_timeout(CONNECT_TIMEOUT)
+                    .set_response_timeout(COMMAND_TIMEOUT)
+                    .set_number_of_retries(1);
+                Conn::Single(ConnectionManager::new_with_config(client, config).await?)
+            }
+        };
+        Ok(RedisSessions { conn, prefix: prefix.to_owned(), closed: AtomicBool::new(false) })
+    }
+
+    /// `<prefix>{u<id>}:`: the start of every key of one user.
+    fn base(&self, user_id: i64) -> String {
+        format!("{}{{u{user_id}}}:", self.prefix)
+    }
+
+    /// Runs a script with a deadline; a missed deadline is an outage (fail closed).
+    async fn run<T: redis::FromRedisValue>(&self, inv: redis::ScriptInvocation<'_>) -> Result<T, StoreError> {
+        if self.closed.load(Ordering::Relaxed) {
+            return Err(StoreError::Unavailable("session store closed".into()));
+        }
+        let mut conn = self.conn.clone();
+        match tokio::time::timeout(COMMAND_TIMEOUT * 2, inv.invoke_async(&mut conn)).await {
+            Ok(result) => result.map_err(classify),
+            Err(_) => Err(StoreError::Unavailable("redis command timed out".into())),
+        }
+    }
+}
+
+#[async_trait]
+impl SessionStore for RedisSessions {
+    async fn create(&self, s: &Session, policy: &SessionPolicy, now: i64) -> Result<CreateOutcome, StoreError> {
+        let base = self.base(s.user_id);
+        let ttl = (s.expires_at - now).max(1);
+        let mut inv = script(&CREATE_SCRIPT, CREATE).prepare_invoke();
+        inv.key(format!("{base}sessions"))
+            .arg(&base)
+            .arg(s.session_id.encode())
+            .arg(policy.max_sessions)
+            .arg(if policy.overflow == Overflow::Reject { "1" } else { "0" })
+            .arg(policy.tombstone_ttl.max(1))
+            .arg(ttl)
+            .arg(s.login_time)
+            .arg(s.created_at)
+            .arg(s.expires_at)
+            .arg(s.device.as_deref().unwrap_or(""))
+            .arg(s.ip.as_deref().unwrap_or(""));
+        let out: Vec<Value> = self.run(inv).await?;
+        let created = matches!(out.first(), Some(Value::Int(1)));
+        if !created {
+            return Ok(CreateOutcome::LimitReached);
+        }
+        let mut evicted = Vec::new();
+        for v in &out[1..] {
+            let sid: String = redis::from_redis_value(v).map_err(classify)?;
+            evicted.extend(SessionId::parse(&sid));
+        }
+        Ok(CreateOutcome::Created { evicted })
+    }
+
+    async fn check(&self, user_id: i64, sid: &SessionId, login_time: i64, now: i64) -> Result<SessionCheck, StoreError> {
+        let base = self.base(user_id);
+        let sid_text = sid.encode();
+        let mut inv = script(&CHECK_SCRIPT, CHECK).prepare_invoke();
+        inv.key(format!("{base}s:{sid_text}")).key(format!("{base}t:{sid_text}"));
+        let (lt, exp, tomb): (String, String, i64) = self.run(inv).await?;
+        let live = match (lt.parse::<i64>(), exp.parse::<i64>()) {
+            (Ok(lt), Ok(exp)) => Some((user_id, lt, exp)),
+            _ => None,
+        };
+        // The tombstone's own TTL bounds it; the key exists only while it lasts.
+        let tombstone = (tomb == 1).then_some((user_id, i64::MAX));
+        Ok(SessionCheck::decide(Found { live, tombstone }, user_id, login_time, now))
+    }
+
+    async fn list(&self, user_id: i64, now: i64) -> Result<Vec<Session>, StoreError> {
+        let base = self.base(user_id);
+        let mut inv = script(&LIST_SCRIPT, LIST).prepare_invoke();
+        inv.key(format!("{base}sessions")).arg(&base);
+        let rows: Vec<(String, i64, i64, i64, String, String)> = self.run(inv).await?;
+        let mut out = Vec::with_capacity(rows.len());
+        for (sid, login_time, created_at, expires_at, device, ip) in rows {
+            let Some(session_id) = SessionId::parse(&sid) else { continue };
+            if expires_at > now {
+                out.push(Session { session_id, user_id, login_time, created_at, expires_at, device: opt(device), ip: opt(ip) });
+            }
+        }
+        Ok(out)
+    }
+
+    async fn revoke(&self, user_id: i64, sid: &SessionId) -> Result<bool, StoreError> {
+        let base = self.base(user_id);
+        let sid_text = sid.encode();
+        let mut inv = script(&REVOKE_SCRIPT, REVOKE).prepare_invoke();
+        inv.key(format!("{base}s:{sid_text}")).key(format!("{base}sessions")).arg(&sid_text);
+        let n: i64 = self.run(inv).await?;
+        Ok(n == 1)
+    }
+
+    async fn revoke_all(&self, user_id: i64) -> Result<Vec<SessionId>, StoreError> {
+        let base = self.base(user_id);
+        let mut inv = script(&REVOKE_ALL_SCRIPT, REVOKE_ALL).prepare_invoke();
+        inv.key(format!("{base}sessions")).arg(&base);
+        let gone: Vec<String> = self.run(inv).await?;
+        Ok(gone.iter().filter_map(|s| SessionId::parse(s)).collect())
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        if self.closed.load(Ordering::Relaxed) {
+            return Err(StoreError::Unavailable("session store closed".into()));
+        }
+        let mut conn = self.conn.clone();
+        let cmd = redis::cmd("PING");
+        let ping = cmd.query_async::<String>(&mut conn);
+        match tokio::time::timeout(COMMAND_TIMEOUT * 2, ping).await {
+            Ok(r) => r.map(|_| ()).map_err(classify),
+            Err(_) => Err(StoreError::Unavailable("redis ping timed out".into())),
+        }
+    }
+
+    async fn close(&self) {
+        self.closed.store(true, Ordering::Relaxed);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::cluster_nodes;
+
+    #[test]
+    fn cluster_urls() {
+        assert_eq!(cluster_nodes("redis://127.0.0.1:6379"), None);
+        assert_eq!(
+            cluster_nodes("redis+cluster://a:1,b:2").unwrap(),
+            vec!["redis://a:1".to_owned(), "redis://b:2".to_owned()]
+        );
+        assert_eq!(cluster_nodes("redis://a:1, redis://b:2").unwrap().len(), 2);
+    }
+}
