@@ -74,6 +74,19 @@ impl AppState {
     }
 }
 
+/// Runs `fut` as a task of its own and waits for it: if the caller is dropped (the
+/// client disconnected), the work still completes. For multi-step changes that
+/// must not stop halfway.
+pub async fn detached<T: Send + 'static>(fut: impl Future<Output = T> + Send + 'static) -> T {
+    match tokio::spawn(fut).await {
+        Ok(v) => v,
+        Err(e) => match e.try_into_panic() {
+            Ok(payload) => std::panic::resume_unwind(payload),
+            Err(e) => panic!("detached task did not complete: {e}"),
+        },
+    }
+}
+
 pub struct App {
     listener: TcpListener,
     state: AppState,

@@ -195,3 +195,40 @@ fn write_loop(file: std::fs::File, mut rx: mpsc::Receiver<Command>) {
     }
     let _ = out.flush();
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn hostile_values_stay_on_one_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("a/b.log");
+        let audit = Audit::start(&path).unwrap();
+        let meta = RequestMeta {
+            ip: Some("1.2.3.4".into()),
+            user_agent: Some("ua\n{\"event\":\"forged\"}\r\n\"".into()),
+            url: Some("/x\ny".into()),
+            method: Some("GET".into()),
+        };
+        audit
+            .record(AuditEvent::ok(Event::Login, &meta, "logged in").user(1))
+            .await;
+        audit
+            .record(AuditEvent::denied(
+                Event::LoginFailed,
+                &meta,
+                "login failed",
+                "invalid_credentials",
+            ))
+            .await;
+        audit.flush().await;
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert_eq!(text.lines().count(), 2);
+        for line in text.lines() {
+            let v: serde_json::Value = serde_json::from_str(line).unwrap();
+            assert_eq!(v["user_agent"], meta.user_agent.clone().unwrap());
+            assert_ne!(v["event"], "forged");
+        }
+    }
+}

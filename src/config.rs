@@ -317,6 +317,9 @@ impl Config {
             }
         };
         let refresh_grace = src.parse("refresh_grace", 10u64, "whole seconds")?;
+        if refresh_grace > 300 {
+            return Err(ConfigError::new("refresh_grace", "must be between 0 and 300 seconds"));
+        }
 
         let mut trusted_proxies = Vec::new();
         for part in src.get("trusted_proxies").unwrap_or("").split(',') {
@@ -388,10 +391,17 @@ impl Config {
     }
 }
 
+/// Longest lifetime accepted (ten years): far beyond any sane setting, far below
+/// where `now + ttl` could overflow.
+const MAX_TTL: u64 = 10 * 366 * 86_400;
+
 fn positive(src: &Sources, key: &str, default: u64) -> Result<u64, ConfigError> {
     let v = src.parse(key, default, "whole seconds")?;
-    if v == 0 {
-        return Err(ConfigError::new(key, "must be at least 1 second"));
+    if v == 0 || v > MAX_TTL {
+        return Err(ConfigError::new(
+            key,
+            format!("must be between 1 and {MAX_TTL} seconds"),
+        ));
     }
     Ok(v)
 }
@@ -415,6 +425,7 @@ mod tests {
     fn bad_values_name_the_setting() {
         for (k, v) in [
             ("max_sessions", "0"),
+            ("access_ttl", "99999999999999"),
             ("max_sessions", "two"),
             ("leeway", "301"),
             ("session_overflow", "drop"),

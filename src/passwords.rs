@@ -6,6 +6,7 @@
 //! most `hash_queue` more wait; past that the caller gets `Busy` (503) at once
 //! instead of piling up work the server cannot finish.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
@@ -74,6 +75,7 @@ struct Inner {
     /// A real hash of a random password: verifying an unknown mobile against it
     /// costs the same as verifying a wrong password of a real user.
     dummy_hash: String,
+    jobs: AtomicU64,
 }
 
 fn argon2() -> Argon2<'static> {
@@ -112,27 +114,40 @@ impl Hasher {
                 admission: Arc::new(Semaphore::new(workers + queue)),
                 workers: Arc::new(Semaphore::new(workers)),
                 dummy_hash,
+                jobs: AtomicU64::new(0),
             }),
         })
     }
 
     async fn run<T: Send + 'static>(&self, job: impl FnOnce() -> T + Send + 'static) -> Result<T, HashError> {
-        let _admitted = self
+        let admitted = self
             .inner
             .admission
             .clone()
             .try_acquire_owned()
             .map_err(|_| HashError::Busy)?;
-        let _running = self
+        let running = self
             .inner
             .workers
             .clone()
             .acquire_owned()
             .await
             .map_err(|_| HashError::Failed("hasher closed".into()))?;
-        tokio::task::spawn_blocking(job)
-            .await
-            .map_err(|e| HashError::Failed(e.to_string()))
+        self.inner.jobs.fetch_add(1, Ordering::Relaxed);
+        // The permits move into the job: if the request is dropped (the client went
+        // away), the hash still runs to the end and keeps its place in the bound.
+        tokio::task::spawn_blocking(move || {
+            let _permits = (admitted, running);
+            job()
+        })
+        .await
+        .map_err(|e| HashError::Failed(e.to_string()))
+    }
+
+    /// Hashes and verifications started so far (lets tests see that an unknown
+    /// mobile costs a verification too).
+    pub fn jobs(&self) -> u64 {
+        self.inner.jobs.load(Ordering::Relaxed)
     }
 
     pub async fn hash(&self, password: String) -> Result<String, HashError> {

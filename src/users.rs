@@ -3,13 +3,14 @@
 
 use serde::Serialize;
 
+use crate::app::detached;
 use crate::app::AppState;
 use crate::audit::{AuditEvent, Event, RequestMeta};
 use crate::error::{ApiError, BadInput};
 use crate::identify::Identity;
 use crate::passwords::{self, HashError};
 use crate::sessions;
-use crate::store::{StoreError, UserRecord};
+use crate::store::{Session, UserRecord};
 
 /// Longest `device` label kept with a session.
 const MAX_DEVICE_CHARS: usize = 128;
@@ -89,21 +90,63 @@ pub async fn login(
         state.audit.record(e).await;
         return Err(ApiError::AccountDisabled);
     }
-    let session = match sessions::open(state, user.user_id, device, meta).await {
-        Ok(s) => s,
-        Err(err) => {
-            let e = AuditEvent::denied(Event::LoginFailed, meta, "login refused", err.code()).user(user.user_id);
-            state.audit.record(e).await;
-            return Err(err);
-        }
+    let session = {
+        let (state, meta) = (state.clone(), meta.clone());
+        detached(async move { open_checked(&state, user, device, &meta).await }).await?
     };
     let claims = state.keys.claims_for(
-        user.user_id,
+        session.user_id,
         &session.session_id,
         session.login_time,
         session.login_time,
     );
     let token = state.keys.sign(&claims).map_err(ApiError::Internal)?;
+    Ok(LoginOk {
+        token,
+        user_id: session.user_id,
+        session_id: session.session_id.encode(),
+        expires_in: state.keys.access_ttl(),
+    })
+}
+
+/// Opens a session for a user whose password was just verified, then reads the
+/// account again: a password change or a disable that landed while the password
+/// was being checked ends the new session at once. (Those changes end sessions
+/// after their write, and this reads after its session exists, so whichever comes
+/// second sees the other.)
+async fn open_checked(
+    state: &AppState,
+    user: UserRecord,
+    device: Option<String>,
+    meta: &RequestMeta,
+) -> Result<Session, ApiError> {
+    let refuse = |err: ApiError| {
+        let e = AuditEvent::denied(Event::LoginFailed, meta, "login refused", err.code()).user(user.user_id);
+        async move {
+            state.audit.record(e).await;
+            Err(err)
+        }
+    };
+    let session = match sessions::open(state, user.user_id, device, meta).await {
+        Ok(s) => s,
+        Err(err) => return refuse(err).await,
+    };
+    let now_user = state.users.find_by_id(user.user_id).await;
+    let still_valid = match &now_user {
+        Ok(Some(u)) => u.password_hash == user.password_hash && !u.disabled,
+        _ => false,
+    };
+    if !still_valid {
+        if let Err(e) = state.sessions.revoke(user.user_id, &session.session_id).await {
+            tracing::error!(error = %e, user_id = user.user_id, "could not end a session opened across an account change");
+        }
+        let err = match now_user {
+            Err(e) => e.into(),
+            Ok(Some(u)) if u.disabled => ApiError::AccountDisabled,
+            _ => ApiError::InvalidCredentials,
+        };
+        return refuse(err).await;
+    }
     if let Err(e) = state.users.record_login(user.user_id, session.login_time).await {
         // Bookkeeping only: the login itself has succeeded.
         tracing::warn!(error = %e, user_id = user.user_id, "could not record last_login");
@@ -112,12 +155,7 @@ pub async fn login(
         .user(user.user_id)
         .session(&session.session_id);
     state.audit.record(e).await;
-    Ok(LoginOk {
-        token,
-        user_id: user.user_id,
-        session_id: session.session_id.encode(),
-        expires_in: state.keys.access_ttl(),
-    })
+    Ok(session)
 }
 
 #[derive(Debug, Serialize)]
@@ -163,13 +201,59 @@ pub async fn change_password(
         return Err(ApiError::WrongPassword);
     }
     let hash = state.hasher.hash(new_password).await?;
-    state.users.set_password_hash(who.user_id, &hash).await?;
-    sessions::end_all(state, who.user_id, meta, "ended by password change").await?;
+    apply(
+        state,
+        who.user_id,
+        AccountChange::PasswordHash(hash),
+        meta,
+        "ended by password change",
+    )
+    .await?;
     let e = AuditEvent::ok(Event::PasswordChanged, meta, "password changed")
         .user(who.user_id)
         .session(&who.session_id);
     state.audit.record(e).await;
     Ok(())
+}
+
+/// An administrative or self-service change to an account.
+enum AccountChange {
+    PasswordHash(String),
+    Disabled(bool),
+}
+
+/// Writes an account change and, unless it re-enables the account, ends every
+/// session of the user: before the write (so a failure there changes nothing)
+/// and after it (so a login racing the write cannot keep a session; see
+/// `open_checked`). Detached from the request, so a client that disconnects
+/// cannot stop it halfway. Returns how many sessions ended.
+async fn apply(
+    state: &AppState,
+    user_id: i64,
+    change: AccountChange,
+    meta: &RequestMeta,
+    why: &'static str,
+) -> Result<usize, ApiError> {
+    let (state, meta) = (state.clone(), meta.clone());
+    detached(async move {
+        let ends_sessions = !matches!(change, AccountChange::Disabled(false));
+        let mut ended = 0;
+        if ends_sessions {
+            ended += sessions::end_all(&state, user_id, &meta, why).await?;
+        }
+        let found = match &change {
+            AccountChange::PasswordHash(hash) => state.users.set_password_hash(user_id, hash).await?,
+            AccountChange::Disabled(d) => state.users.set_disabled(user_id, *d).await?,
+        };
+        if !found {
+            return Err(ApiError::NotFound);
+        }
+        if ends_sessions {
+            ended += sessions::end_all(&state, user_id, &meta, why).await?;
+        }
+        Ok(ended)
+    })
+    .await
 }
 
 /// Looks a user up by (any form of) their mobile number.
@@ -187,12 +271,16 @@ pub async fn set_password(
 ) -> Result<usize, ApiError> {
     check_new_password(state, &password)?;
     let hash = state.hasher.hash(password).await?;
-    state.users.set_password_hash(user.user_id, &hash).await?;
-    let n = sessions::end_all(state, user.user_id, meta, "ended by password reset").await?;
-    state
-        .audit
-        .record(AuditEvent::ok(Event::PasswordChanged, meta, "password set by command").user(user.user_id))
-        .await;
+    let n = apply(
+        state,
+        user.user_id,
+        AccountChange::PasswordHash(hash),
+        meta,
+        "ended by password reset",
+    )
+    .await?;
+    let e = AuditEvent::ok(Event::PasswordChanged, meta, "password set by command").user(user.user_id);
+    state.audit.record(e).await;
     Ok(n)
 }
 
@@ -203,14 +291,14 @@ pub async fn set_disabled(
     disabled: bool,
     meta: &RequestMeta,
 ) -> Result<usize, ApiError> {
-    if !state.users.set_disabled(user.user_id, disabled).await? {
-        return Err(StoreError::Other(anyhow::anyhow!("user vanished")).into());
-    }
-    let n = if disabled {
-        sessions::end_all(state, user.user_id, meta, "ended by disabling the account").await?
-    } else {
-        0
-    };
+    let n = apply(
+        state,
+        user.user_id,
+        AccountChange::Disabled(disabled),
+        meta,
+        "ended by disabling the account",
+    )
+    .await?;
     let (event, msg) = if disabled {
         (Event::UserDisabled, "account disabled")
     } else {

@@ -24,7 +24,9 @@ use super::{
 };
 
 pub const POLL_INTERVAL: Duration = Duration::from_millis(100);
-pub const STALE_AFTER: Duration = Duration::from_secs(5);
+/// Longest a cache may go without a completed poll before it is distrusted:
+/// SPEC §5 gives other processes' changes one second to take effect.
+pub const STALE_AFTER: Duration = Duration::from_millis(900);
 const PURGE_EVERY: Duration = Duration::from_secs(60);
 
 /// What identify needs of a session, and nothing more (it is held for every live session).
@@ -114,9 +116,21 @@ pub struct CachedSessions {
 }
 
 impl Shared {
-    fn mark_synced(&self) {
-        self.last_sync_ms
-            .store(self.epoch.elapsed().as_millis() as i64, Ordering::Relaxed);
+    fn now_ms(&self) -> i64 {
+        self.epoch.elapsed().as_millis() as i64
+    }
+
+    /// Records that the cache reflects SQLite as of `as_of_ms` (taken before the
+    /// poll read anything, so the age is never understated).
+    fn mark_synced(&self, as_of_ms: i64) {
+        self.last_sync_ms.store(as_of_ms, Ordering::Relaxed);
+    }
+
+    fn ensure_fresh(&self) -> Result<(), StoreError> {
+        if self.now_ms() - self.last_sync_ms.load(Ordering::Relaxed) > STALE_AFTER.as_millis() as i64 {
+            return Err(StoreError::Unavailable("session cache is stale".into()));
+        }
+        Ok(())
     }
 
     async fn reload_user(&self, user_id: i64) -> Result<(), StoreError> {
@@ -136,6 +150,7 @@ impl Shared {
     /// Applies what other processes changed since the last poll.
     async fn poll(&self) -> Result<(), StoreError> {
         let mut seq = self.sync.lock().await;
+        let as_of = self.now_ms();
         match self.db.changes_since(*seq).await? {
             Some((users, last)) => {
                 for user_id in users {
@@ -149,7 +164,7 @@ impl Shared {
                 *seq = last;
             }
         }
-        self.mark_synced();
+        self.mark_synced(as_of);
         Ok(())
     }
 }
@@ -170,8 +185,9 @@ impl CachedSessions {
             epoch: Instant::now(),
             closed: AtomicBool::new(false),
         });
+        let as_of = shared.now_ms();
         shared.reload_all().await?;
-        shared.mark_synced();
+        shared.mark_synced(as_of);
         tracing::info!(
             sessions = shared.cache.read().live.len(),
             elapsed_ms = started.elapsed().as_millis() as u64,
@@ -248,10 +264,7 @@ impl SessionStore for CachedSessions {
         now: i64,
     ) -> Result<SessionCheck, StoreError> {
         self.ensure_open()?;
-        let synced_ms = self.shared.last_sync_ms.load(Ordering::Relaxed);
-        if self.shared.epoch.elapsed().as_millis() as i64 - synced_ms > STALE_AFTER.as_millis() as i64 {
-            return Err(StoreError::Unavailable("session cache is stale".into()));
-        }
+        self.shared.ensure_fresh()?;
         StoreStats::count(&self.shared.stats.session_checks_memory);
         let cache = self.shared.cache.read();
         let found = Found {
@@ -284,6 +297,7 @@ impl SessionStore for CachedSessions {
 
     async fn ping(&self) -> Result<(), StoreError> {
         self.ensure_open()?;
+        self.shared.ensure_fresh()?;
         self.shared.db.ping().await
     }
 

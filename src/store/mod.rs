@@ -244,7 +244,8 @@ pub async fn connect(config: &Config, mode: Mode) -> anyhow::Result<Stores> {
                 .map_err(|e| anyhow::anyhow!("PASSPORT_REDIS_URL ({redis_url}): {e}"))?,
         ),
         None => {
-            let embedded = embedded::EmbeddedSessions::open(&config.data_dir.join("sessions.db"), stats.clone()).await?;
+            let embedded =
+                embedded::EmbeddedSessions::open(&config.data_dir.join("sessions.db"), stats.clone()).await?;
             match mode {
                 Mode::Serve => Arc::new(memory::CachedSessions::start(embedded).await?),
                 Mode::Command => Arc::new(embedded),

@@ -47,7 +47,12 @@ impl ConnectionLike for Conn {
         }
     }
 
-    fn req_packed_commands<'a>(&'a mut self, p: &'a Pipeline, offset: usize, count: usize) -> RedisFuture<'a, Vec<Value>> {
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        p: &'a Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> RedisFuture<'a, Vec<Value>> {
         match self {
             Conn::Single(c) => c.req_packed_commands(p, offset, count),
             Conn::Cluster(c) => c.req_packed_commands(p, offset, count),
@@ -74,7 +79,11 @@ fn cluster_nodes(url: &str) -> Option<Vec<String>> {
     if let Some(rest) = url.strip_prefix("redis+cluster://") {
         return Some(rest.split(',').map(|n| format!("redis://{}", n.trim())).collect());
     }
-    let parts: Vec<String> = url.split(',').map(|s| s.trim().to_owned()).filter(|s| !s.is_empty()).collect();
+    let parts: Vec<String> = url
+        .split(',')
+        .map(|s| s.trim().to_owned())
+        .filter(|s| !s.is_empty())
+        .collect();
     (parts.len() > 1).then_some(parts)
 }
 
@@ -190,7 +199,11 @@ impl RedisSessions {
                 Conn::Single(ConnectionManager::new_with_config(client, config).await?)
             }
         };
-        Ok(RedisSessions { conn, prefix: prefix.to_owned(), closed: AtomicBool::new(false) })
+        Ok(RedisSessions {
+            conn,
+            prefix: prefix.to_owned(),
+            closed: AtomicBool::new(false),
+        })
     }
 
     /// `<prefix>{u<id>}:`: the start of every key of one user.
@@ -242,11 +255,18 @@ impl SessionStore for RedisSessions {
         Ok(CreateOutcome::Created { evicted })
     }
 
-    async fn check(&self, user_id: i64, sid: &SessionId, login_time: i64, now: i64) -> Result<SessionCheck, StoreError> {
+    async fn check(
+        &self,
+        user_id: i64,
+        sid: &SessionId,
+        login_time: i64,
+        now: i64,
+    ) -> Result<SessionCheck, StoreError> {
         let base = self.base(user_id);
         let sid_text = sid.encode();
         let mut inv = script(&CHECK_SCRIPT, CHECK).prepare_invoke();
-        inv.key(format!("{base}s:{sid_text}")).key(format!("{base}t:{sid_text}"));
+        inv.key(format!("{base}s:{sid_text}"))
+            .key(format!("{base}t:{sid_text}"));
         let (lt, exp, tomb): (String, String, i64) = self.run(inv).await?;
         let live = match (lt.parse::<i64>(), exp.parse::<i64>()) {
             (Ok(lt), Ok(exp)) => Some((user_id, lt, exp)),
@@ -254,7 +274,12 @@ impl SessionStore for RedisSessions {
         };
         // The tombstone's own TTL bounds it; the key exists only while it lasts.
         let tombstone = (tomb == 1).then_some((user_id, i64::MAX));
-        Ok(SessionCheck::decide(Found { live, tombstone }, user_id, login_time, now))
+        Ok(SessionCheck::decide(
+            Found { live, tombstone },
+            user_id,
+            login_time,
+            now,
+        ))
     }
 
     async fn list(&self, user_id: i64, now: i64) -> Result<Vec<Session>, StoreError> {
@@ -264,9 +289,19 @@ impl SessionStore for RedisSessions {
         let rows: Vec<(String, i64, i64, i64, String, String)> = self.run(inv).await?;
         let mut out = Vec::with_capacity(rows.len());
         for (sid, login_time, created_at, expires_at, device, ip) in rows {
-            let Some(session_id) = SessionId::parse(&sid) else { continue };
+            let Some(session_id) = SessionId::parse(&sid) else {
+                continue;
+            };
             if expires_at > now {
-                out.push(Session { session_id, user_id, login_time, created_at, expires_at, device: opt(device), ip: opt(ip) });
+                out.push(Session {
+                    session_id,
+                    user_id,
+                    login_time,
+                    created_at,
+                    expires_at,
+                    device: opt(device),
+                    ip: opt(ip),
+                });
             }
         }
         Ok(out)
@@ -276,7 +311,9 @@ impl SessionStore for RedisSessions {
         let base = self.base(user_id);
         let sid_text = sid.encode();
         let mut inv = script(&REVOKE_SCRIPT, REVOKE).prepare_invoke();
-        inv.key(format!("{base}s:{sid_text}")).key(format!("{base}sessions")).arg(&sid_text);
+        inv.key(format!("{base}s:{sid_text}"))
+            .key(format!("{base}sessions"))
+            .arg(&sid_text);
         let n: i64 = self.run(inv).await?;
         Ok(n == 1)
     }

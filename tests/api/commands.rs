@@ -41,10 +41,10 @@ async fn commands_beside_a_running_server_take_effect_within_a_second() {
         .as_str()
         .unwrap()
         .to_owned();
-    ok(&run_command(&dir, &["user", "disable", "13800000080"], ""));
+    ok(&run_command(&dir, &["user", "disable", "13800000080"], "").await);
     refused_within_a_second(&app, &t, "session_revoked").await;
     assert_error(app.login_raw("13800000080", PASSWORD).await, 403, "account_disabled").await;
-    ok(&run_command(&dir, &["user", "enable", "13800000080"], ""));
+    ok(&run_command(&dir, &["user", "enable", "13800000080"], "").await);
     assert_ok(app.login_raw("13800000080", PASSWORD).await, 200).await;
 
     // passwd
@@ -52,11 +52,7 @@ async fn commands_beside_a_running_server_take_effect_within_a_second() {
         .as_str()
         .unwrap()
         .to_owned();
-    ok(&run_command(
-        &dir,
-        &["user", "passwd", "13800000081"],
-        "an admin-set password\n",
-    ));
+    ok(&run_command(&dir, &["user", "passwd", "13800000081"], "an admin-set password\n").await);
     refused_within_a_second(&app, &t, "session_revoked").await;
     assert_ok(app.login_raw("13800000081", "an admin-set password").await, 200).await;
 
@@ -65,9 +61,9 @@ async fn commands_beside_a_running_server_take_effect_within_a_second() {
         .as_str()
         .unwrap()
         .to_owned();
-    let listed = ok(&run_command(&dir, &["session", "list", "13800000082"], ""));
+    let listed = ok(&run_command(&dir, &["session", "list", "13800000082"], "").await);
     assert_eq!(listed.lines().count(), 1);
-    ok(&run_command(&dir, &["session", "revoke", "13800000082"], ""));
+    ok(&run_command(&dir, &["session", "revoke", "13800000082"], "").await);
     refused_within_a_second(&app, &t, "session_revoked").await;
 
     let events: Vec<String> = app
@@ -88,29 +84,28 @@ async fn commands_beside_a_running_server_take_effect_within_a_second() {
 async fn user_add_list_and_exit_statuses() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
-    let out = ok(&run_command(dir, &["migrate"], ""));
+    let out = ok(&run_command(dir, &["migrate"], "").await);
     assert!(out.contains("up to date"));
-    ok(&run_command(
-        dir,
-        &["user", "add", "13800000083"],
-        "a password from stdin\n",
-    ));
-    let list = ok(&run_command(dir, &["user", "list"], ""));
+    ok(&run_command(dir, &["user", "add", "13800000083"], "a password from stdin\n").await);
+    let list = ok(&run_command(dir, &["user", "list"], "").await);
     assert!(list.contains("+8613800000083"), "{list}");
     assert_eq!(list.lines().count(), 1);
 
     // Refused operations: exit 1 with a one-line reason.
-    let dup = run_command(dir, &["user", "add", "13800000083"], "a password from stdin\n");
+    let dup = run_command(dir, &["user", "add", "13800000083"], "a password from stdin\n").await;
     assert_eq!(dup.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&dup.stderr).contains("mobile_taken"));
-    let weak = run_command(dir, &["user", "add", "13800000084"], "short\n");
+    let weak = run_command(dir, &["user", "add", "13800000084"], "short\n").await;
     assert_eq!(weak.status.code(), Some(1));
-    let missing = run_command(dir, &["user", "disable", "13800000085"], "");
+    let missing = run_command(dir, &["user", "disable", "13800000085"], "").await;
     assert_eq!(missing.status.code(), Some(1));
     assert_eq!(String::from_utf8_lossy(&missing.stderr).trim().lines().count(), 1);
     // Bad usage and bad settings: exit 2, naming the setting.
-    assert_eq!(run_command(dir, &["user", "frobnicate"], "").status.code(), Some(2));
-    let bad = run_command_with(dir, &[("max_sessions", "zero")], &["user", "list"], "");
+    assert_eq!(
+        run_command(dir, &["user", "frobnicate"], "").await.status.code(),
+        Some(2)
+    );
+    let bad = run_command_with(dir, &[("max_sessions", "zero")], &["user", "list"], "").await;
     assert_eq!(bad.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&bad.stderr).contains("PASSPORT_MAX_SESSIONS"));
 
@@ -119,14 +114,14 @@ async fn user_add_list_and_exit_statuses() {
     let login = app.login("13800000083", "a password from stdin").await;
     let token = login["token"].as_str().unwrap();
 
-    let inspected = ok(&run_command(dir, &["token", "inspect", token], ""));
+    let inspected = ok(&run_command(dir, &["token", "inspect", token], "").await);
     let report: Value = serde_json::from_str(&inspected).unwrap();
     assert_eq!(report["verdict"], "valid");
     assert_eq!(report["header"]["alg"], "HS256");
     assert!(report["kid"].as_str().is_some());
     assert_eq!(report["claims"]["data"]["id"], login["user_id"]);
     let forged = format!("{}x", token);
-    let bad = run_command(dir, &["token", "inspect", &forged], "");
+    let bad = run_command(dir, &["token", "inspect", &forged], "").await;
     assert_eq!(bad.status.code(), Some(1));
     let report: Value = serde_json::from_slice(&bad.stdout).unwrap();
     assert_eq!(report["verdict"], "invalid_token");

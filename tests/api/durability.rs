@@ -132,7 +132,11 @@ async fn sigterm_drains_in_flight_requests_and_flushes_the_audit_log() {
 fn spawn_binary(dir: &std::path::Path, extra: &[(&str, &str)]) -> (std::process::Child, String) {
     let mut cmd = Command::new(passport_bin());
     for (k, v) in settings(dir, extra) {
-        cmd.arg(format!("--{}", k.replace('_', "-"))).arg(v);
+        if k == "secret_key" {
+            cmd.env("PASSPORT_SECRET_KEY", v);
+        } else {
+            cmd.arg(format!("--{}", k.replace('_', "-"))).arg(v);
+        }
     }
     let mut child = cmd
         .arg("serve")

@@ -215,28 +215,39 @@ pub fn passport_bin() -> &'static str {
 }
 
 /// Runs a `passport` command against a test app's data, with `stdin` as input.
-pub fn run_command(dir: &Path, args: &[&str], stdin: &str) -> std::process::Output {
-    run_command_with(dir, &[], args, stdin)
+/// Async, so that a server in the same test keeps running meanwhile.
+pub async fn run_command(dir: &Path, args: &[&str], stdin: &str) -> std::process::Output {
+    run_command_with(dir, &[], args, stdin).await
 }
 
-pub fn run_command_with(dir: &Path, extra: &[(&str, &str)], args: &[&str], stdin: &str) -> std::process::Output {
-    use std::io::Write;
-    use std::process::{Command, Stdio};
-    let mut cmd = Command::new(passport_bin());
+pub async fn run_command_with(dir: &Path, extra: &[(&str, &str)], args: &[&str], stdin: &str) -> std::process::Output {
+    use std::process::Stdio;
+    use tokio::io::AsyncWriteExt;
+    let mut cmd = tokio::process::Command::new(passport_bin());
     for (k, v) in settings(dir, extra) {
-        if k != "listen" {
-            cmd.arg(format!("--{}", k.replace('_', "-"))).arg(v);
+        match k.as_str() {
+            "listen" => {}
+            // Secrets go by environment, never on a command line others can read.
+            "secret_key" => {
+                cmd.env("PASSPORT_SECRET_KEY", v);
+            }
+            _ => {
+                cmd.arg(format!("--{}", k.replace('_', "-"))).arg(v);
+            }
         }
     }
     let mut child = cmd
         .args(args)
+        .env_remove("PASSPORT_CONFIG")
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .expect("run passport");
-    child.stdin.take().unwrap().write_all(stdin.as_bytes()).unwrap();
-    child.wait_with_output().unwrap()
+    let mut input = child.stdin.take().unwrap();
+    input.write_all(stdin.as_bytes()).await.unwrap();
+    drop(input);
+    child.wait_with_output().await.unwrap()
 }
 
 /// Runs `n` futures at once on the runtime; returns their outputs in order.

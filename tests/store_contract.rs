@@ -1,0 +1,428 @@
+//! One contract for every store backend: the user stores (SQLite, PostgreSQL) and
+//! the session stores (embedded SQLite, embedded with its memory cache, Redis
+//! single node, Redis Cluster). Each backend test runs every case against fresh
+//! storage of its own (a new file, database or key prefix).
+
+mod support;
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use passport::config::Overflow;
+use passport::store::embedded::EmbeddedSessions;
+use passport::store::memory::CachedSessions;
+use passport::store::postgres::PgUsers;
+use passport::store::redis::RedisSessions;
+use passport::store::sqlite::SqliteUsers;
+use passport::store::{
+    CreateOutcome, Session, SessionCheck, SessionId, SessionPolicy, SessionStore, StoreError, StoreStats, UserStore,
+};
+
+type BoxFut<'a> = Pin<Box<dyn Future<Output = ()> + Send + 'a>>;
+
+// ---------------------------------------------------------------- sessions
+
+const NOW: i64 = 1_900_000_000;
+
+fn session(user_id: i64, login_time: i64) -> Session {
+    Session {
+        session_id: SessionId::random(),
+        user_id,
+        login_time,
+        created_at: login_time,
+        expires_at: crate::now() + 3600,
+        device: Some("phone \"1\"\n".into()),
+        ip: Some("127.0.0.1".into()),
+    }
+}
+
+fn now() -> i64 {
+    passport::clock::now()
+}
+
+fn policy(max: u32, overflow: Overflow) -> SessionPolicy {
+    SessionPolicy {
+        max_sessions: max,
+        overflow,
+        tombstone_ttl: 600,
+    }
+}
+
+async fn create_ok(store: &dyn SessionStore, s: &Session, p: &SessionPolicy) -> Vec<SessionId> {
+    match store.create(s, p, now()).await.unwrap() {
+        CreateOutcome::Created { evicted } => evicted,
+        CreateOutcome::LimitReached => panic!("unexpected LimitReached"),
+    }
+}
+
+async fn create_and_check(store: Arc<dyn SessionStore>) {
+    let s = session(1, NOW);
+    assert!(create_ok(&*store, &s, &policy(1, Overflow::EvictOldest))
+        .await
+        .is_empty());
+    let t = now();
+    assert_eq!(
+        store.check(1, &s.session_id, NOW, t).await.unwrap(),
+        SessionCheck::Valid
+    );
+    assert_eq!(
+        store.check(1, &s.session_id, NOW + 1, t).await.unwrap(),
+        SessionCheck::Revoked,
+        "login_time must match"
+    );
+    assert_eq!(
+        store.check(2, &s.session_id, NOW, t).await.unwrap(),
+        SessionCheck::Revoked,
+        "user must match"
+    );
+    assert_eq!(
+        store.check(1, &SessionId::random(), NOW, t).await.unwrap(),
+        SessionCheck::Revoked
+    );
+    // Past its expiry a session is gone.
+    assert_eq!(
+        store.check(1, &s.session_id, NOW, s.expires_at + 1).await.unwrap(),
+        SessionCheck::Revoked
+    );
+    store.ping().await.unwrap();
+}
+
+async fn evict_oldest(store: Arc<dyn SessionStore>) {
+    let p = policy(2, Overflow::EvictOldest);
+    let (a, b, c) = (session(7, NOW), session(7, NOW + 1), session(7, NOW + 2));
+    create_ok(&*store, &a, &p).await;
+    create_ok(&*store, &b, &p).await;
+    let evicted = create_ok(&*store, &c, &p).await;
+    assert_eq!(evicted, vec![a.session_id], "the oldest session makes way");
+    let t = now();
+    assert_eq!(
+        store.check(7, &a.session_id, NOW, t).await.unwrap(),
+        SessionCheck::Replaced
+    );
+    assert_eq!(
+        store.check(7, &b.session_id, NOW + 1, t).await.unwrap(),
+        SessionCheck::Valid
+    );
+    assert_eq!(
+        store.check(7, &c.session_id, NOW + 2, t).await.unwrap(),
+        SessionCheck::Valid
+    );
+    // A tombstone speaks only for its own user.
+    assert_eq!(
+        store.check(8, &a.session_id, NOW, t).await.unwrap(),
+        SessionCheck::Revoked
+    );
+    // Other users are untouched.
+    let other = session(8, NOW);
+    create_ok(&*store, &other, &p).await;
+    assert_eq!(
+        store.check(8, &other.session_id, NOW, t).await.unwrap(),
+        SessionCheck::Valid
+    );
+}
+
+async fn reject_policy(store: Arc<dyn SessionStore>) {
+    let p = policy(1, Overflow::Reject);
+    let a = session(3, NOW);
+    create_ok(&*store, &a, &p).await;
+    let b = session(3, NOW + 1);
+    assert_eq!(store.create(&b, &p, now()).await.unwrap(), CreateOutcome::LimitReached);
+    let t = now();
+    assert_eq!(
+        store.check(3, &a.session_id, NOW, t).await.unwrap(),
+        SessionCheck::Valid
+    );
+    assert_eq!(
+        store.check(3, &b.session_id, NOW + 1, t).await.unwrap(),
+        SessionCheck::Revoked
+    );
+    assert!(store.revoke(3, &a.session_id).await.unwrap());
+    create_ok(&*store, &b, &p).await;
+}
+
+async fn revoke_and_revoke_all(store: Arc<dyn SessionStore>) {
+    let p = policy(5, Overflow::EvictOldest);
+    let sessions: Vec<Session> = (0..3).map(|i| session(4, NOW + i)).collect();
+    for s in &sessions {
+        create_ok(&*store, s, &p).await;
+    }
+    assert!(
+        !store.revoke(5, &sessions[0].session_id).await.unwrap(),
+        "not another user's session"
+    );
+    assert!(store.revoke(4, &sessions[0].session_id).await.unwrap());
+    assert!(!store.revoke(4, &sessions[0].session_id).await.unwrap(), "already gone");
+    assert_eq!(
+        store.check(4, &sessions[0].session_id, NOW, now()).await.unwrap(),
+        SessionCheck::Revoked
+    );
+    let mut gone = store.revoke_all(4).await.unwrap();
+    gone.sort();
+    let mut expected = vec![sessions[1].session_id, sessions[2].session_id];
+    expected.sort();
+    assert_eq!(gone, expected);
+    for s in &sessions {
+        assert_eq!(
+            store.check(4, &s.session_id, s.login_time, now()).await.unwrap(),
+            SessionCheck::Revoked
+        );
+    }
+    assert!(store.revoke_all(4).await.unwrap().is_empty());
+    assert!(store.list(4, now()).await.unwrap().is_empty());
+}
+
+async fn list_round_trips(store: Arc<dyn SessionStore>) {
+    let p = policy(5, Overflow::EvictOldest);
+    let a = session(6, NOW);
+    let mut b = session(6, NOW + 1);
+    b.device = None;
+    b.ip = None;
+    create_ok(&*store, &a, &p).await;
+    create_ok(&*store, &b, &p).await;
+    let listed = store.list(6, now()).await.unwrap();
+    assert_eq!(listed, vec![a.clone(), b.clone()], "oldest first, every field kept");
+    assert!(store.list(60, now()).await.unwrap().is_empty());
+}
+
+async fn concurrent_creates_respect_the_limit(store: Arc<dyn SessionStore>) {
+    let p = policy(2, Overflow::EvictOldest);
+    let mut tasks = Vec::new();
+    for i in 0..20 {
+        let store = store.clone();
+        tasks.push(tokio::spawn(async move {
+            let s = session(9, NOW + i);
+            create_ok(&*store, &s, &p).await;
+            s
+        }));
+    }
+    let mut created = Vec::new();
+    for t in tasks {
+        created.push(t.await.unwrap());
+    }
+    let mut valid = 0;
+    for s in &created {
+        if store.check(9, &s.session_id, s.login_time, now()).await.unwrap() == SessionCheck::Valid {
+            valid += 1;
+        }
+    }
+    assert_eq!(valid, 2);
+    assert_eq!(store.list(9, now()).await.unwrap().len(), 2);
+}
+
+async fn closed_store_fails_closed(store: Arc<dyn SessionStore>) {
+    let s = session(10, NOW);
+    create_ok(&*store, &s, &policy(1, Overflow::EvictOldest)).await;
+    store.close().await;
+    let r = store.check(10, &s.session_id, NOW, now()).await;
+    assert!(matches!(r, Err(StoreError::Unavailable(_))), "{r:?}");
+    assert!(matches!(store.ping().await, Err(StoreError::Unavailable(_))));
+}
+
+type SessionCase = fn(Arc<dyn SessionStore>) -> BoxFut<'static>;
+
+const SESSION_CASES: &[(&str, SessionCase)] = &[
+    ("create_and_check", |s| Box::pin(create_and_check(s))),
+    ("evict_oldest", |s| Box::pin(evict_oldest(s))),
+    ("reject_policy", |s| Box::pin(reject_policy(s))),
+    ("revoke_and_revoke_all", |s| Box::pin(revoke_and_revoke_all(s))),
+    ("list_round_trips", |s| Box::pin(list_round_trips(s))),
+    ("concurrent_creates_respect_the_limit", |s| {
+        Box::pin(concurrent_creates_respect_the_limit(s))
+    }),
+    ("closed_store_fails_closed", |s| Box::pin(closed_store_fails_closed(s))),
+];
+
+async fn run_session_contract<F, Fut>(backend: &str, make: F)
+where
+    F: Fn() -> Fut,
+    Fut: Future<Output = Arc<dyn SessionStore>>,
+{
+    for (name, case) in SESSION_CASES {
+        eprintln!("{backend}: {name}");
+        case(make().await).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sessions_embedded_sqlite() {
+    let dir = tempfile::tempdir().unwrap();
+    run_session_contract("embedded", || async {
+        let path = dir.path().join(format!("{}.db", support::unique()));
+        let store = EmbeddedSessions::open(&path, Arc::new(StoreStats::default()))
+            .await
+            .unwrap();
+        Arc::new(store) as Arc<dyn SessionStore>
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sessions_embedded_cached() {
+    let dir = tempfile::tempdir().unwrap();
+    run_session_contract("embedded+memory", || async {
+        let path = dir.path().join(format!("{}.db", support::unique()));
+        let store = EmbeddedSessions::open(&path, Arc::new(StoreStats::default()))
+            .await
+            .unwrap();
+        Arc::new(CachedSessions::start(store).await.unwrap()) as Arc<dyn SessionStore>
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sessions_redis_single_node() {
+    let Some(url) = support::shared_redis("sessions_redis_single_node") else {
+        return;
+    };
+    run_session_contract("redis", || async {
+        let prefix = format!("passport-test:{}:", support::unique());
+        Arc::new(RedisSessions::connect(&url, &prefix).await.unwrap()) as Arc<dyn SessionStore>
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sessions_redis_cluster() {
+    let Some(cluster) = support::Cluster::start("sessions_redis_cluster") else {
+        return;
+    };
+    let url = cluster.url();
+    run_session_contract("redis cluster", || async {
+        let prefix = format!("passport-test:{}:", support::unique());
+        Arc::new(RedisSessions::connect(&url, &prefix).await.unwrap()) as Arc<dyn SessionStore>
+    })
+    .await;
+    // The redis+cluster:// form names the same cluster.
+    let alt = format!(
+        "redis+cluster://127.0.0.1:{},127.0.0.1:{}",
+        cluster.ports[0], cluster.ports[1]
+    );
+    let store = RedisSessions::connect(&alt, "passport-test:alt:").await.unwrap();
+    create_and_check(Arc::new(store)).await;
+}
+
+// ---------------------------------------------------------------- users
+
+async fn users_round_trip(store: Arc<dyn UserStore>) {
+    let roles = vec!["viewer".to_owned()];
+    let a = store
+        .create("+8613800000001", "$argon2id$a", &roles, NOW)
+        .await
+        .unwrap();
+    let b = store
+        .create("+8613800000002", "$argon2id$b", &roles, NOW + 1)
+        .await
+        .unwrap();
+    assert_ne!(a, b);
+    assert!(matches!(
+        store.create("+8613800000001", "x", &roles, NOW).await,
+        Err(StoreError::Conflict)
+    ));
+
+    let u = store.find_by_mobile("+8613800000001").await.unwrap().unwrap();
+    assert_eq!(
+        (u.user_id, u.password_hash.as_str(), u.roles.clone(), u.disabled),
+        (a, "$argon2id$a", roles.clone(), false)
+    );
+    assert_eq!((u.created_at, u.last_login), (NOW, None));
+    assert_eq!(store.find_by_id(a).await.unwrap().unwrap(), u);
+    assert!(store.find_by_mobile("+8613800000009").await.unwrap().is_none());
+    assert!(store.find_by_id(a + b + 100).await.unwrap().is_none());
+
+    assert!(store.set_password_hash(a, "$argon2id$new").await.unwrap());
+    assert!(!store.set_password_hash(a + b + 100, "x").await.unwrap());
+    assert!(store.set_disabled(a, true).await.unwrap());
+    store.record_login(a, NOW + 5).await.unwrap();
+    let u = store.find_by_id(a).await.unwrap().unwrap();
+    assert_eq!(
+        (u.password_hash.as_str(), u.disabled, u.last_login),
+        ("$argon2id$new", true, Some(NOW + 5))
+    );
+
+    let all = store.list().await.unwrap();
+    assert_eq!(all.iter().map(|u| u.user_id).collect::<Vec<_>>(), vec![a, b]);
+    store.ping().await.unwrap();
+    store.close().await;
+    assert!(matches!(store.ping().await, Err(StoreError::Unavailable(_))));
+    assert!(matches!(store.find_by_id(a).await, Err(StoreError::Unavailable(_))));
+}
+
+async fn users_concurrent_registration_of_one_mobile(store: Arc<dyn UserStore>) {
+    let mut tasks = Vec::new();
+    for _ in 0..10 {
+        let store = store.clone();
+        tasks.push(tokio::spawn(async move {
+            store.create("+8613800000077", "h", &[], NOW).await
+        }));
+    }
+    let mut created = 0;
+    for t in tasks {
+        match t.await.unwrap() {
+            Ok(_) => created += 1,
+            Err(StoreError::Conflict) => {}
+            Err(e) => panic!("{e}"),
+        }
+    }
+    assert_eq!(created, 1);
+}
+
+type UserCase = fn(Arc<dyn UserStore>) -> BoxFut<'static>;
+
+const USER_CASES: &[(&str, UserCase)] = &[
+    ("users_round_trip", |s| Box::pin(users_round_trip(s))),
+    ("concurrent_registration_of_one_mobile", |s| {
+        Box::pin(users_concurrent_registration_of_one_mobile(s))
+    }),
+];
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn users_sqlite() {
+    for (name, case) in USER_CASES {
+        eprintln!("sqlite: {name}");
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("users.db").display());
+        let store = SqliteUsers::connect(&url, Arc::new(StoreStats::default()))
+            .await
+            .unwrap();
+        case(Arc::new(store)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn users_postgres() {
+    for (name, case) in USER_CASES {
+        eprintln!("postgres: {name}");
+        let Some(db) = support::TestDb::create("users_postgres").await else {
+            return;
+        };
+        let store = PgUsers::connect(&db.url, Arc::new(StoreStats::default()))
+            .await
+            .unwrap();
+        case(Arc::new(store)).await;
+    }
+}
+
+/// Two processes on one embedded file (a server and a command, or two servers by
+/// mistake) still cannot exceed the limit: the check and the insert are one SQLite
+/// write transaction.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sessions_embedded_two_instances_share_the_limit() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("sessions.db");
+    let a: Arc<dyn SessionStore> = Arc::new(EmbeddedSessions::open(&path, Arc::default()).await.unwrap());
+    let b: Arc<dyn SessionStore> = Arc::new(EmbeddedSessions::open(&path, Arc::default()).await.unwrap());
+    let p = policy(2, Overflow::EvictOldest);
+    let mut tasks = Vec::new();
+    for i in 0..20 {
+        let store = if i % 2 == 0 { a.clone() } else { b.clone() };
+        tasks.push(tokio::spawn(async move {
+            let s = session(11, NOW + i);
+            create_ok(&*store, &s, &p).await;
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    assert_eq!(a.list(11, now()).await.unwrap().len(), 2);
+}

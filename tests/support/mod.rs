@@ -1,0 +1,418 @@
+//! Backend fixtures for the tests that need real servers: a database of their own on
+//! the shared PostgreSQL, a key prefix of their own on the shared Redis, and
+//! private servers (a Redis Cluster, a Redis and a PostgreSQL the tests stop and
+//! start) on free loopback ports, each stopped by pid when dropped.
+//!
+//! With `CI=true` an unreachable server fails the test; without it the test is
+//! skipped with a message on stderr saying how to run it.
+#![allow(dead_code)]
+
+use std::io::Write;
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+pub const DEFAULT_POSTGRES: &str = "postgres://postgres@127.0.0.1:5432/postgres";
+pub const DEFAULT_REDIS: &str = "redis://127.0.0.1:6379";
+
+pub fn in_ci() -> bool {
+    std::env::var("CI").is_ok_and(|v| v == "true" || v == "1")
+}
+
+/// Fails under CI; otherwise says on stderr (past the test harness's capture) that
+/// the test was skipped and how to run it.
+pub fn unavailable(test: &str, what: &str) {
+    if in_ci() {
+        panic!("{test}: {what}; CI=true requires every backend test to run");
+    }
+    let _ = writeln!(
+        std::io::stderr(),
+        "SKIPPED {test}: {what}. Start PostgreSQL on 127.0.0.1:5432 and Redis on 127.0.0.1:6379 \
+         (or set PASSPORT_TEST_POSTGRES_URL / PASSPORT_TEST_REDIS_URL), with redis-server, redis-cli \
+         and PostgreSQL's initdb installed, then run `cargo test`; with CI=true a missing backend fails."
+    );
+}
+
+/// A short random name part.
+pub fn unique() -> String {
+    let mut b = [0u8; 6];
+    getrandom::fill(&mut b).unwrap();
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+fn reachable(host_port: &str) -> bool {
+    use std::net::ToSocketAddrs;
+    host_port
+        .to_socket_addrs()
+        .ok()
+        .and_then(|mut a| a.next())
+        .is_some_and(|addr| TcpStream::connect_timeout(&addr, Duration::from_millis(500)).is_ok())
+}
+
+/// `host:port` of a URL like `scheme://user@host:port/db`.
+fn host_port(url: &str) -> String {
+    let rest = url.split("://").nth(1).unwrap_or(url);
+    let rest = rest.rsplit('@').next().unwrap_or(rest);
+    rest.split('/').next().unwrap_or(rest).to_owned()
+}
+
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+pub fn wait_for_port(port: u16, within: Duration) -> bool {
+    let start = Instant::now();
+    while start.elapsed() < within {
+        if TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    false
+}
+
+/// A database of this test's own on the shared PostgreSQL, dropped afterwards.
+pub struct TestDb {
+    pub url: String,
+    admin_url: String,
+    name: String,
+}
+
+impl TestDb {
+    pub async fn create(test: &str) -> Option<TestDb> {
+        let admin_url = std::env::var("PASSPORT_TEST_POSTGRES_URL").unwrap_or_else(|_| DEFAULT_POSTGRES.to_owned());
+        if !reachable(&host_port(&admin_url)) {
+            unavailable(
+                test,
+                &format!("PostgreSQL is not reachable at {}", host_port(&admin_url)),
+            );
+            return None;
+        }
+        let name = format!("passport_test_{}", unique());
+        let mut admin = <sqlx::PgConnection as sqlx::Connection>::connect(&admin_url).await;
+        let conn = admin
+            .as_mut()
+            .unwrap_or_else(|e| panic!("PostgreSQL at {admin_url}: {e}"));
+        sqlx::Executor::execute(conn, format!("CREATE DATABASE {name}").as_str())
+            .await
+            .unwrap();
+        let base = admin_url.rsplit_once('/').map(|(b, _)| b).unwrap_or(&admin_url);
+        Some(TestDb {
+            url: format!("{base}/{name}"),
+            admin_url,
+            name,
+        })
+    }
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        let admin = self.admin_url.clone();
+        let name = self.name.clone();
+        // Drop runs outside any runtime guarantee: use a thread with its own.
+        let _ = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async move {
+                if let Ok(mut c) = <sqlx::PgConnection as sqlx::Connection>::connect(&admin).await {
+                    let _ = sqlx::Executor::execute(
+                        &mut c,
+                        format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)").as_str(),
+                    )
+                    .await;
+                }
+            })
+        })
+        .join();
+    }
+}
+
+/// The shared Redis, or `None` (skipped) when it does not answer.
+pub fn shared_redis(test: &str) -> Option<String> {
+    let url = std::env::var("PASSPORT_TEST_REDIS_URL").unwrap_or_else(|_| DEFAULT_REDIS.to_owned());
+    if !reachable(&host_port(&url)) {
+        unavailable(test, &format!("Redis is not reachable at {}", host_port(&url)));
+        return None;
+    }
+    Some(url)
+}
+
+fn have(program: &str) -> bool {
+    Command::new(program)
+        .arg("--version")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok()
+}
+
+/// Child processes killed (by pid) when dropped.
+pub struct Processes(pub Vec<Child>);
+
+impl Drop for Processes {
+    fn drop(&mut self) {
+        for c in &mut self.0 {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// A Redis server of the test's own (it can be stopped and started again).
+pub struct PrivateRedis {
+    pub port: u16,
+    dir: tempfile::TempDir,
+    process: Option<Processes>,
+}
+
+impl PrivateRedis {
+    pub fn start(test: &str) -> Option<PrivateRedis> {
+        if !have("redis-server") {
+            unavailable(test, "redis-server is not installed");
+            return None;
+        }
+        let mut r = PrivateRedis {
+            port: free_port(),
+            dir: tempfile::tempdir().unwrap(),
+            process: None,
+        };
+        r.resume();
+        Some(r)
+    }
+
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    /// Kills the server (SIGKILL, as a crash would).
+    pub fn stop(&mut self) {
+        self.process = None;
+    }
+
+    /// Starts it again on the same port.
+    pub fn resume(&mut self) {
+        let child = redis_server(self.port, self.dir.path(), &[]);
+        self.process = Some(Processes(vec![child]));
+        assert!(
+            wait_for_port(self.port, Duration::from_secs(10)),
+            "redis-server did not start"
+        );
+    }
+}
+
+fn redis_server(port: u16, dir: &Path, extra: &[&str]) -> Child {
+    Command::new("redis-server")
+        .args([
+            "--bind",
+            "127.0.0.1",
+            "--port",
+            &port.to_string(),
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+        ])
+        .arg("--dir")
+        .arg(dir)
+        .args(extra)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("redis-server")
+}
+
+/// A Redis Cluster of three masters on free loopback ports.
+pub struct Cluster {
+    pub ports: Vec<u16>,
+    _dirs: Vec<tempfile::TempDir>,
+    _processes: Processes,
+}
+
+impl Cluster {
+    pub fn start(test: &str) -> Option<Cluster> {
+        if !have("redis-server") || !have("redis-cli") {
+            unavailable(test, "redis-server and redis-cli are needed to start a Redis Cluster");
+            return None;
+        }
+        let ports: Vec<u16> = (0..3).map(|_| free_port()).collect();
+        let dirs: Vec<tempfile::TempDir> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
+        let children = ports
+            .iter()
+            .zip(&dirs)
+            .map(|(p, d)| {
+                redis_server(
+                    *p,
+                    d.path(),
+                    &["--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf"],
+                )
+            })
+            .collect();
+        let processes = Processes(children);
+        for p in &ports {
+            assert!(
+                wait_for_port(*p, Duration::from_secs(10)),
+                "cluster node {p} did not start"
+            );
+        }
+        let nodes: Vec<String> = ports.iter().map(|p| format!("127.0.0.1:{p}")).collect();
+        let out = Command::new("redis-cli")
+            .arg("--cluster")
+            .arg("create")
+            .args(&nodes)
+            .args(["--cluster-replicas", "0", "--cluster-yes"])
+            .output()
+            .expect("redis-cli");
+        assert!(
+            out.status.success(),
+            "redis-cli --cluster create: {}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+        // Wait until every node agrees the cluster is up.
+        let start = Instant::now();
+        for p in &ports {
+            loop {
+                let info = Command::new("redis-cli")
+                    .args(["-p", &p.to_string(), "cluster", "info"])
+                    .output()
+                    .unwrap();
+                if String::from_utf8_lossy(&info.stdout).contains("cluster_state:ok") {
+                    break;
+                }
+                assert!(start.elapsed() < Duration::from_secs(30), "cluster did not become ok");
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        }
+        Some(Cluster {
+            ports,
+            _dirs: dirs,
+            _processes: processes,
+        })
+    }
+
+    /// The setting value: several node URLs separated by commas.
+    pub fn url(&self) -> String {
+        self.ports
+            .iter()
+            .map(|p| format!("redis://127.0.0.1:{p}"))
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+}
+
+/// A PostgreSQL server of the test's own (initdb into a temp dir), to stop and start.
+pub struct PrivatePostgres {
+    pub port: u16,
+    dir: tempfile::TempDir,
+    bin: PathBuf,
+    process: Option<Processes>,
+}
+
+fn postgres_bin() -> Option<PathBuf> {
+    let out = Command::new("pg_config").arg("--bindir").output().ok()?;
+    let dir = PathBuf::from(String::from_utf8(out.stdout).ok()?.trim());
+    if dir.join("initdb").exists() {
+        return Some(dir);
+    }
+    // Debian's pg_config may belong to another version than the server.
+    let mut found: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
+        .ok()?
+        .filter_map(|e| e.ok().map(|e| e.path().join("bin")))
+        .filter(|b| b.join("initdb").exists())
+        .collect();
+    found.sort();
+    found.pop()
+}
+
+fn is_root() -> bool {
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+}
+
+/// Runs a PostgreSQL program, as the `postgres` user when we are root (the server
+/// refuses to run as root). `setpriv` execs in place, so the pid we hold is the
+/// program's own and killing it kills the server.
+fn pg_command(program: &Path) -> Command {
+    if is_root() {
+        let mut c = Command::new("setpriv");
+        c.args(["--reuid=postgres", "--regid=postgres", "--init-groups", "--"])
+            .arg(program);
+        c
+    } else {
+        Command::new(program)
+    }
+}
+
+impl PrivatePostgres {
+    pub fn start(test: &str) -> Option<PrivatePostgres> {
+        let Some(bin) = postgres_bin() else {
+            unavailable(test, "PostgreSQL's initdb is not installed");
+            return None;
+        };
+        let dir = tempfile::tempdir().unwrap();
+        if is_root() {
+            let ok = Command::new("chown")
+                .args(["-R", "postgres:postgres"])
+                .arg(dir.path())
+                .status();
+            assert!(ok.is_ok_and(|s| s.success()), "chown of the PostgreSQL data dir");
+        }
+        let out = pg_command(&bin.join("initdb"))
+            .args(["-A", "trust", "-U", "postgres", "-D"])
+            .arg(dir.path().join("pg"))
+            .output()
+            .expect("initdb");
+        assert!(out.status.success(), "initdb: {}", String::from_utf8_lossy(&out.stderr));
+        let mut pg = PrivatePostgres {
+            port: free_port(),
+            dir,
+            bin,
+            process: None,
+        };
+        pg.resume();
+        Some(pg)
+    }
+
+    pub fn url(&self) -> String {
+        format!("postgres://postgres@127.0.0.1:{}/postgres", self.port)
+    }
+
+    /// Kills the server (SIGKILL of the postmaster, as a crash would).
+    pub fn stop(&mut self) {
+        self.process = None;
+        // The postmaster's children notice their parent is gone and exit; wait until
+        // the port is closed so that a restart can bind it.
+        let start = Instant::now();
+        while TcpStream::connect(("127.0.0.1", self.port)).is_ok() && start.elapsed() < Duration::from_secs(10) {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    pub fn resume(&mut self) {
+        let data = self.dir.path().join("pg");
+        // A killed postmaster leaves its pid file; a fresh start must not see it as live.
+        let _ = std::fs::remove_file(data.join("postmaster.pid"));
+        let child = pg_command(&self.bin.join("postgres"))
+            .arg("-D")
+            .arg(&data)
+            .args(["-p", &self.port.to_string(), "-c", "listen_addresses=127.0.0.1", "-k"])
+            .arg(self.dir.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("postgres");
+        self.process = Some(Processes(vec![child]));
+        assert!(
+            wait_for_port(self.port, Duration::from_secs(30)),
+            "postgres did not start"
+        );
+    }
+}
