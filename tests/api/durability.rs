@@ -1,8 +1,7 @@
 //! Nothing is lost on a restart or a crash.
 
 use std::collections::BTreeSet;
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::sync::{Arc, Mutex};
 
 use serde_json::json;
@@ -127,55 +126,9 @@ async fn sigterm_drains_in_flight_requests_and_flushes_the_audit_log() {
     );
 }
 
-/// Starts the real binary on port 0 over `dir`; returns it and its bound address
-/// (read from its log).
+/// Starts the real binary on port 0 over `dir`; returns it and its bound address.
 fn spawn_binary(dir: &std::path::Path, extra: &[(&str, &str)]) -> (std::process::Child, String) {
-    let mut cmd = Command::new(passport_bin());
-    for (k, v) in settings(dir, extra) {
-        if k == "secret_key" {
-            cmd.env("PASSPORT_SECRET_KEY", v);
-        } else {
-            cmd.arg(format!("--{}", k.replace('_', "-"))).arg(v);
-        }
-    }
-    let mut child = cmd
-        .arg("serve")
-        .env("RUST_LOG", "info")
-        .env("NO_COLOR", "1")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut stderr = BufReader::new(child.stderr.take().unwrap());
-    let addr = loop {
-        let mut line = String::new();
-        assert!(
-            stderr.read_line(&mut line).unwrap() > 0,
-            "server exited before listening"
-        );
-        let clean = strip_ansi(&line);
-        if let Some(rest) = clean.split("addr=").nth(1) {
-            break rest.split_whitespace().next().unwrap().to_owned();
-        }
-    };
-    // Keep draining its log so it never blocks on a full pipe.
-    std::thread::spawn(move || std::io::copy(&mut stderr, &mut std::io::sink()));
-    (child, addr)
-}
-
-fn strip_ansi(s: &str) -> String {
-    let mut out = String::new();
-    let mut chars = s.chars();
-    while let Some(c) = chars.next() {
-        if c == '\u{1b}' {
-            for c in chars.by_ref() {
-                if c.is_ascii_alphabetic() {
-                    break;
-                }
-            }
-        } else {
-            out.push(c);
-        }
-    }
-    out
+    let p = crate::support::PassportProcess::start(passport_bin(), &settings(dir, extra));
+    let addr = p.addr.clone();
+    (p.into_child(), addr)
 }

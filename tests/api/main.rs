@@ -8,4 +8,6 @@ mod flows;
 mod helpers;
 mod identify_cost;
 mod sessions;
+#[path = "../support/mod.rs"]
+mod support;
 mod token_attacks;

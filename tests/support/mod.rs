@@ -385,9 +385,14 @@ impl PrivatePostgres {
         format!("postgres://postgres@127.0.0.1:{}/postgres", self.port)
     }
 
-    /// Kills the server (SIGKILL of the postmaster, as a crash would).
+    /// Stops the server (fast shutdown: every connection is cut at once).
     pub fn stop(&mut self) {
-        self.process = None;
+        if let Some(mut p) = self.process.take() {
+            for c in &mut p.0 {
+                let _ = Command::new("kill").args(["-INT", &c.id().to_string()]).status();
+                let _ = c.wait();
+            }
+        }
         // The postmaster's children notice their parent is gone and exit; wait until
         // the port is closed so that a restart can bind it.
         let start = Instant::now();
@@ -415,4 +420,87 @@ impl PrivatePostgres {
             "postgres did not start"
         );
     }
+}
+
+/// A `passport serve` process on port 0, killed when dropped.
+pub struct PassportProcess {
+    pub addr: String,
+    child: Option<Child>,
+}
+
+impl PassportProcess {
+    /// Starts the binary with these settings (`secret_key` goes by environment)
+    /// and reads its bound address from its log.
+    pub fn start(bin: &str, settings: &[(String, String)]) -> PassportProcess {
+        use std::io::{BufRead, BufReader};
+        let mut cmd = Command::new(bin);
+        for (k, v) in settings {
+            if k == "secret_key" {
+                cmd.env("PASSPORT_SECRET_KEY", v);
+            } else {
+                cmd.arg(format!("--{}", k.replace('_', "-"))).arg(v);
+            }
+        }
+        let mut child = cmd
+            .arg("serve")
+            .env("RUST_LOG", "info")
+            .env("NO_COLOR", "1")
+            .env_remove("PASSPORT_CONFIG")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start passport");
+        let mut stderr = BufReader::new(child.stderr.take().unwrap());
+        let addr = loop {
+            let mut line = String::new();
+            if stderr.read_line(&mut line).unwrap() == 0 {
+                panic!("passport exited before listening");
+            }
+            let clean = strip_ansi(&line);
+            if let Some(rest) = clean.split("addr=").nth(1) {
+                break rest.split_whitespace().next().unwrap().to_owned();
+            }
+        };
+        // Keep draining its log so it never blocks on a full pipe.
+        std::thread::spawn(move || std::io::copy(&mut stderr, &mut std::io::sink()));
+        PassportProcess {
+            addr,
+            child: Some(child),
+        }
+    }
+
+    /// Hands the process over to the caller, who decides how it ends.
+    pub fn into_child(mut self) -> Child {
+        self.child.take().expect("process present")
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.addr, path)
+    }
+}
+
+impl Drop for PassportProcess {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+pub fn strip_ansi(s: &str) -> String {
+    let mut out = String::new();
+    let mut chars = s.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            for c in chars.by_ref() {
+                if c.is_ascii_alphabetic() {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }

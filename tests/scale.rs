@@ -1,0 +1,311 @@
+//! Several Passport processes on PostgreSQL and Redis behave as one service, and
+//! the service fails closed, then recovers, when a store goes down and comes back.
+
+mod support;
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use passport::config::Sources;
+use passport::{App, Config};
+use serde_json::{json, Value};
+use support::{PassportProcess, PrivatePostgres, PrivateRedis, TestDb};
+use tokio::sync::oneshot;
+
+const SECRET: &str = "scale-test-secret-0123456789abcdef-xyz";
+const PASSWORD: &str = "correct horse battery staple";
+
+fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .no_proxy()
+        .timeout(Duration::from_secs(10))
+        .build()
+        .unwrap()
+}
+
+fn settings(dir: &Path, extra: &[(&str, &str)]) -> Vec<(String, String)> {
+    let mut s: Vec<(String, String)> = vec![
+        ("listen".into(), "127.0.0.1:0".into()),
+        ("data_dir".into(), dir.join("data").display().to_string()),
+        (
+            "audit_log".into(),
+            dir.join("logs/user_action.log").display().to_string(),
+        ),
+        ("secret_key".into(), SECRET.into()),
+    ];
+    for (k, v) in extra {
+        s.retain(|(key, _)| key != k);
+        s.push(((*k).into(), (*v).into()));
+    }
+    s
+}
+
+/// An in-process server; stopped when the sender is dropped.
+async fn spawn_in_process(dir: &Path, extra: &[(&str, &str)]) -> (String, oneshot::Sender<()>) {
+    let config = Config::from_sources(&Sources::from_pairs(settings(dir, extra))).unwrap();
+    let app = App::build(config).await.unwrap();
+    let base = format!("http://{}", app.local_addr());
+    let (tx, rx) = oneshot::channel::<()>();
+    tokio::spawn(app.run_until(async move {
+        let _ = rx.await;
+    }));
+    (base, tx)
+}
+
+async fn post(c: &reqwest::Client, url: String, body: Value) -> (u16, Value) {
+    let r = c.post(url).json(&body).send().await.unwrap();
+    (r.status().as_u16(), r.json().await.unwrap())
+}
+
+async fn get(c: &reqwest::Client, url: String, token: &str) -> (u16, Value) {
+    let r = c
+        .get(url)
+        .header("Authorization", format!("JWT {token}"))
+        .send()
+        .await
+        .unwrap();
+    (r.status().as_u16(), r.json().await.unwrap())
+}
+
+async fn post_auth(c: &reqwest::Client, url: String, token: &str) -> (u16, Value) {
+    let r = c
+        .post(url)
+        .header("Authorization", format!("JWT {token}"))
+        .send()
+        .await
+        .unwrap();
+    (r.status().as_u16(), r.json().await.unwrap())
+}
+
+fn token_of(login: &Value) -> String {
+    login["data"]["token"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no token in {login}"))
+        .to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_processes_on_postgres_and_redis_behave_as_one() {
+    let test = "two_processes_on_postgres_and_redis_behave_as_one";
+    let Some(db) = TestDb::create(test).await else { return };
+    let Some(redis) = support::shared_redis(test) else {
+        return;
+    };
+    let prefix = format!("passport-test:{}:", support::unique());
+    let (dir_a, dir_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let shared = [
+        ("database_url", db.url.as_str()),
+        ("redis_url", redis.as_str()),
+        ("redis_prefix", prefix.as_str()),
+        ("max_sessions", "2"),
+    ];
+    let bin = env!("CARGO_BIN_EXE_passport");
+    let a = PassportProcess::start(bin, &settings(dir_a.path(), &shared));
+    let b = PassportProcess::start(bin, &settings(dir_b.path(), &shared));
+    let c = client();
+    let creds = json!({"mobile": "13800000090", "password": PASSWORD});
+
+    assert_eq!(post(&c, a.url("/passport/register"), creds.clone()).await.0, 201);
+    assert_eq!(
+        post(&c, b.url("/passport/register"), creds.clone()).await.0,
+        409,
+        "B sees A's user"
+    );
+    let (status, login) = post(&c, a.url("/passport/login"), creds.clone()).await;
+    assert_eq!(status, 200);
+    let t1 = token_of(&login);
+    assert_eq!(get(&c, b.url("/passport/me"), &t1).await.0, 200, "login on A, me on B");
+
+    // Logout on B: A refuses the very next request.
+    assert_eq!(post_auth(&c, b.url("/passport/logout"), &t1).await.0, 200);
+    let (status, body) = get(&c, a.url("/passport/me"), &t1).await;
+    assert_eq!((status, body["error"].as_str()), (401, Some("session_revoked")));
+
+    // max_sessions holds across both: 12 concurrent logins, half on each.
+    let mut tasks = Vec::new();
+    for i in 0..12 {
+        let url = if i % 2 == 0 {
+            a.url("/passport/login")
+        } else {
+            b.url("/passport/login")
+        };
+        let (c, creds) = (c.clone(), creds.clone());
+        tasks.push(tokio::spawn(async move { post(&c, url, creds).await }));
+    }
+    let mut tokens = Vec::new();
+    for t in tasks {
+        let (status, login) = t.await.unwrap();
+        assert_eq!(status, 200);
+        tokens.push(token_of(&login));
+    }
+    let mut working = 0;
+    for (i, t) in tokens.iter().enumerate() {
+        let url = if i % 2 == 0 {
+            b.url("/passport/me")
+        } else {
+            a.url("/passport/me")
+        };
+        let (status, body) = get(&c, url, t).await;
+        match status {
+            200 => working += 1,
+            401 => assert_eq!(body["error"], "session_replaced"),
+            other => panic!("unexpected {other}: {body}"),
+        }
+    }
+    assert_eq!(working, 2, "two processes, one limit");
+
+    // No token is stored in Redis, and every key of the user shares one slot.
+    let mut conn = redis::Client::open(redis.as_str())
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg(format!("{prefix}*"))
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert!(!keys.is_empty());
+    let mut stored = String::new();
+    for k in &keys {
+        assert!(k.contains("{u"), "key without a user hash tag: {k}");
+        let kind: String = redis::cmd("TYPE").arg(k).query_async(&mut conn).await.unwrap();
+        let dump: Vec<String> = match kind.as_str() {
+            "string" => vec![redis::cmd("GET").arg(k).query_async(&mut conn).await.unwrap()],
+            "hash" => redis::cmd("HGETALL").arg(k).query_async(&mut conn).await.unwrap(),
+            "zset" => redis::cmd("ZRANGE")
+                .arg(k)
+                .arg(0)
+                .arg(-1)
+                .query_async(&mut conn)
+                .await
+                .unwrap(),
+            other => panic!("unexpected key type {other} at {k}"),
+        };
+        stored.push_str(k);
+        for v in dump {
+            stored.push_str(&v);
+        }
+    }
+    for t in tokens.iter().chain([&t1]) {
+        assert!(!stored.contains(t.as_str()), "a token is stored in Redis");
+        let signature = t.rsplit('.').next().unwrap();
+        assert!(!stored.contains(signature), "a token signature is stored in Redis");
+    }
+    let _: () = redis::cmd("DEL").arg(&keys).query_async(&mut conn).await.unwrap();
+}
+
+/// Polls `url` until it answers `status`, for at most `within`.
+async fn eventually(c: &reqwest::Client, url: &str, status: u16, within: Duration) {
+    let start = Instant::now();
+    loop {
+        if let Ok(r) = c.get(url).send().await {
+            if r.status().as_u16() == status {
+                return;
+            }
+        }
+        assert!(
+            start.elapsed() < within,
+            "{url} did not answer {status} within {within:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_down_fails_closed_and_recovers_without_restart() {
+    let Some(mut redis) = PrivateRedis::start("redis_down_fails_closed_and_recovers_without_restart") else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let url = redis.url();
+    let (base, _stop) = spawn_in_process(dir.path(), &[("redis_url", url.as_str())]).await;
+    let c = client();
+    let creds = json!({"mobile": "13800000091", "password": PASSWORD});
+    assert_eq!(
+        post(&c, format!("{base}/passport/register"), creds.clone()).await.0,
+        201
+    );
+    let token = token_of(&post(&c, format!("{base}/passport/login"), creds.clone()).await.1);
+    assert_eq!(get(&c, format!("{base}/passport/me"), &token).await.0, 200);
+
+    redis.stop();
+    for path in ["/passport/me", "/passport/sessions"] {
+        let start = Instant::now();
+        let (status, body) = get(&c, format!("{base}{path}"), &token).await;
+        let took = start.elapsed();
+        assert_eq!(
+            (status, body["error"].as_str()),
+            (503, Some("store_unavailable")),
+            "{path}: {body}"
+        );
+        assert!(took < Duration::from_secs(2), "{path} took {took:?} with Redis down");
+    }
+    let (status, body) = post_auth(&c, format!("{base}/passport/logout"), &token).await;
+    assert_eq!((status, body["error"].as_str()), (503, Some("store_unavailable")));
+    let (status, body) = post(&c, format!("{base}/passport/login"), creds.clone()).await;
+    assert_eq!((status, body["error"].as_str()), (503, Some("store_unavailable")));
+    let r = c.get(format!("{base}/readyz")).send().await.unwrap();
+    assert_eq!(r.status(), 503);
+    assert_eq!(r.json::<Value>().await.unwrap()["error"], "store_unavailable");
+
+    // Back, with nothing kept (it saves nothing to disk): the old session is gone,
+    // and the service works again without a restart.
+    redis.resume();
+    eventually(&c, &format!("{base}/readyz"), 200, Duration::from_secs(15)).await;
+    let (status, body) = get(&c, format!("{base}/passport/me"), &token).await;
+    assert_eq!((status, body["error"].as_str()), (401, Some("session_revoked")));
+    let token = token_of(&post(&c, format!("{base}/passport/login"), creds).await.1);
+    assert_eq!(get(&c, format!("{base}/passport/me"), &token).await.0, 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_down_refuses_logins_while_identify_keeps_working() {
+    let test = "postgres_down_refuses_logins_while_identify_keeps_working";
+    let Some(redis) = support::shared_redis(test) else {
+        return;
+    };
+    let Some(mut pg) = PrivatePostgres::start(test) else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let prefix = format!("passport-test:{}:", support::unique());
+    let pg_url = pg.url();
+    let extra = [
+        ("database_url", pg_url.as_str()),
+        ("redis_url", redis.as_str()),
+        ("redis_prefix", prefix.as_str()),
+    ];
+    let (base, _stop) = spawn_in_process(dir.path(), &extra).await;
+    let c = client();
+    let creds = json!({"mobile": "13800000092", "password": PASSWORD});
+    assert_eq!(
+        post(&c, format!("{base}/passport/register"), creds.clone()).await.0,
+        201
+    );
+    let token = token_of(&post(&c, format!("{base}/passport/login"), creds.clone()).await.1);
+
+    pg.stop();
+    let other = json!({"mobile": "13800000093", "password": PASSWORD});
+    let (status, body) = post(&c, format!("{base}/passport/register"), other.clone()).await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (503, Some("store_unavailable")),
+        "{body}"
+    );
+    let (status, body) = post(&c, format!("{base}/passport/login"), creds.clone()).await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (503, Some("store_unavailable")),
+        "{body}"
+    );
+    // Identify needs no SQL: a route served from the session store still works.
+    let (status, body) = get(&c, format!("{base}/passport/sessions"), &token).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(c.get(format!("{base}/readyz")).send().await.unwrap().status(), 503);
+
+    pg.resume();
+    eventually(&c, &format!("{base}/readyz"), 200, Duration::from_secs(30)).await;
+    assert_eq!(post(&c, format!("{base}/passport/register"), other).await.0, 201);
+    assert_eq!(post(&c, format!("{base}/passport/login"), creds).await.0, 200);
+}
