@@ -21,6 +21,8 @@ pub enum Event {
     LoginFailed,
     Logout,
     LogoutAll,
+    Refresh,
+    RefreshReused,
     SessionReplaced,
     SessionRevoked,
     PasswordChanged,

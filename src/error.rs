@@ -46,6 +46,10 @@ pub enum ApiError {
     SessionReplaced,
     #[error("invalid credentials")]
     InvalidCredentials,
+    #[error("invalid refresh token")]
+    InvalidRefreshToken,
+    #[error("refresh token reused")]
+    RefreshTokenReused,
     #[error("account disabled")]
     AccountDisabled,
     #[error("wrong password")]
@@ -86,7 +90,9 @@ impl ApiError {
         match self {
             InvalidParams(_) | WeakPassword(_) => StatusCode::BAD_REQUEST,
             MissingCredentials | MalformedCredentials | InvalidToken | TokenExpired | SessionRevoked
-            | SessionReplaced | InvalidCredentials => StatusCode::UNAUTHORIZED,
+            | SessionReplaced | InvalidCredentials | InvalidRefreshToken | RefreshTokenReused => {
+                StatusCode::UNAUTHORIZED
+            }
             AccountDisabled | WrongPassword | SessionLimitReached => StatusCode::FORBIDDEN,
             NotFound => StatusCode::NOT_FOUND,
             MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
@@ -111,6 +117,8 @@ impl ApiError {
             SessionRevoked => "session_revoked",
             SessionReplaced => "session_replaced",
             InvalidCredentials => "invalid_credentials",
+            InvalidRefreshToken => "invalid_refresh_token",
+            RefreshTokenReused => "refresh_token_reused",
             AccountDisabled => "account_disabled",
             WrongPassword => "wrong_password",
             SessionLimitReached => "session_limit_reached",
@@ -159,6 +167,11 @@ impl ApiError {
                 "账号已在其他设备登录，请重新登录",
             ),
             InvalidCredentials => pick("wrong mobile number or password", "手机号或密码错误"),
+            InvalidRefreshToken => pick("invalid refresh token, please log in again", "刷新令牌无效，请重新登录"),
+            RefreshTokenReused => pick(
+                "refresh token already used; the session was ended for safety, please log in again",
+                "刷新令牌已被使用，为安全起见会话已结束，请重新登录",
+            ),
             AccountDisabled => pick("account disabled", "账号已被禁用"),
             WrongPassword => pick("old password is wrong", "原密码错误"),
             SessionLimitReached => pick(

@@ -7,24 +7,33 @@ use crate::app::AppState;
 use crate::audit::{AuditEvent, Event, RequestMeta};
 use crate::error::ApiError;
 use crate::identify::Identity;
-use crate::store::{CreateOutcome, Session, SessionId};
+use crate::refresh::RefreshToken;
+use crate::store::{CreateOutcome, RefreshState, Session, SessionId};
 
 /// Opens a session for a user who has just proved their password.
+/// Returns the session and its first refresh token (the store keeps only its digest).
 pub async fn open(
     state: &AppState,
     user_id: i64,
     device: Option<String>,
     meta: &RequestMeta,
-) -> Result<Session, ApiError> {
+) -> Result<(Session, RefreshToken), ApiError> {
     let now = crate::clock::now();
+    let session_id = SessionId::random();
+    let refresh = RefreshToken::first(user_id, session_id);
     let session = Session {
-        session_id: SessionId::random(),
+        session_id,
         user_id,
         login_time: now,
         created_at: now,
         expires_at: now + state.config.refresh_ttl as i64,
         device,
         ip: meta.ip.clone(),
+        refresh: RefreshState {
+            digest: refresh.digest(),
+            generation: refresh.generation,
+            rotated_at: 0,
+        },
     };
     match state.sessions.create(&session, &state.session_policy(), now).await? {
         CreateOutcome::Created { evicted } => {
@@ -34,7 +43,7 @@ pub async fn open(
                     .session(sid);
                 state.audit.record(e).await;
             }
-            Ok(session)
+            Ok((session, refresh))
         }
         CreateOutcome::LimitReached => Err(ApiError::SessionLimitReached),
     }

@@ -80,6 +80,8 @@ struct Key {
 #[derive(Clone)]
 pub struct KeyRing {
     keys: Vec<Key>,
+    /// Derives refresh-token successors (see `refresh.rs`); from the current key.
+    refresh_key: [u8; 32],
     issuer: String,
     leeway: i64,
     access_ttl: i64,
@@ -170,6 +172,11 @@ impl KeyRing {
 
     /// A ring of raw secrets, newest first.
     pub fn new(secrets: &[Vec<u8>], issuer: String, leeway: u64, access_ttl: u64) -> KeyRing {
+        let refresh_key = {
+            let mut mac = <hmac::Hmac<Sha256> as hmac::Mac>::new_from_slice(&secrets[0]).expect("any key length");
+            hmac::Mac::update(&mut mac, b"passport refresh successor v1");
+            hmac::Mac::finalize(mac).into_bytes().into()
+        };
         let keys = secrets
             .iter()
             .map(|s| Key {
@@ -188,6 +195,7 @@ impl KeyRing {
         validation.validate_aud = false;
         validation.leeway = 0;
         KeyRing {
+            refresh_key,
             keys,
             issuer,
             leeway: leeway as i64,
@@ -198,6 +206,10 @@ impl KeyRing {
 
     pub fn current_kid(&self) -> &str {
         &self.keys[0].kid
+    }
+
+    pub fn refresh_key(&self) -> [u8; 32] {
+        self.refresh_key
     }
 
     pub fn access_ttl(&self) -> i64 {

@@ -9,6 +9,7 @@ use crate::audit::{AuditEvent, Event, RequestMeta};
 use crate::error::{ApiError, BadInput};
 use crate::identify::Identity;
 use crate::passwords::{self, HashError};
+use crate::refresh::RefreshToken;
 use crate::sessions;
 use crate::store::{Session, UserRecord};
 
@@ -55,6 +56,8 @@ pub struct LoginOk {
     pub user_id: i64,
     pub session_id: String,
     pub expires_in: i64,
+    pub refresh_token: String,
+    pub refresh_expires_in: i64,
 }
 
 /// Checks a password and opens a session. An unknown mobile and a wrong password
@@ -90,7 +93,7 @@ pub async fn login(
         state.audit.record(e).await;
         return Err(ApiError::AccountDisabled);
     }
-    let session = {
+    let (session, refresh) = {
         let (state, meta) = (state.clone(), meta.clone());
         detached(async move { open_checked(&state, user, device, &meta).await }).await?
     };
@@ -106,6 +109,8 @@ pub async fn login(
         user_id: session.user_id,
         session_id: session.session_id.encode(),
         expires_in: state.keys.access_ttl(),
+        refresh_token: refresh.encode(),
+        refresh_expires_in: session.expires_at - session.login_time,
     })
 }
 
@@ -119,7 +124,7 @@ async fn open_checked(
     user: UserRecord,
     device: Option<String>,
     meta: &RequestMeta,
-) -> Result<Session, ApiError> {
+) -> Result<(Session, RefreshToken), ApiError> {
     let refuse = |err: ApiError| {
         let e = AuditEvent::denied(Event::LoginFailed, meta, "login refused", err.code()).user(user.user_id);
         async move {
@@ -127,8 +132,8 @@ async fn open_checked(
             Err(err)
         }
     };
-    let session = match sessions::open(state, user.user_id, device, meta).await {
-        Ok(s) => s,
+    let (session, refresh) = match sessions::open(state, user.user_id, device, meta).await {
+        Ok(opened) => opened,
         Err(err) => return refuse(err).await,
     };
     let now_user = state.users.find_by_id(user.user_id).await;
@@ -155,7 +160,7 @@ async fn open_checked(
         .user(user.user_id)
         .session(&session.session_id);
     state.audit.record(e).await;
-    Ok(session)
+    Ok((session, refresh))
 }
 
 #[derive(Debug, Serialize)]

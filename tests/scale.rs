@@ -133,10 +133,12 @@ async fn two_processes_on_postgres_and_redis_behave_as_one() {
         tasks.push(tokio::spawn(async move { post(&c, url, creds).await }));
     }
     let mut tokens = Vec::new();
+    let mut refresh_tokens = Vec::new();
     for t in tasks {
         let (status, login) = t.await.unwrap();
         assert_eq!(status, 200);
         tokens.push(token_of(&login));
+        refresh_tokens.push(login["data"]["refresh_token"].as_str().unwrap().to_owned());
     }
     let mut working = 0;
     for (i, t) in tokens.iter().enumerate() {
@@ -191,6 +193,14 @@ async fn two_processes_on_postgres_and_redis_behave_as_one() {
         assert!(!stored.contains(t.as_str()), "a token is stored in Redis");
         let signature = t.rsplit('.').next().unwrap();
         assert!(!stored.contains(signature), "a token signature is stored in Redis");
+    }
+    for r in &refresh_tokens {
+        assert!(!stored.contains(r.as_str()), "a refresh token is stored in Redis");
+        let secret = r.rsplit('.').next().unwrap();
+        assert!(
+            secret.len() >= 43 && !stored.contains(secret),
+            "a refresh token secret is stored in Redis"
+        );
     }
     let _: () = redis::cmd("DEL").arg(&keys).query_async(&mut conn).await.unwrap();
 }

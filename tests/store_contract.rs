@@ -16,7 +16,8 @@ use passport::store::postgres::PgUsers;
 use passport::store::redis::RedisSessions;
 use passport::store::sqlite::SqliteUsers;
 use passport::store::{
-    CreateOutcome, Session, SessionCheck, SessionId, SessionPolicy, SessionStore, StoreError, StoreStats, UserStore,
+    CreateOutcome, RefreshState, Session, SessionCheck, SessionId, SessionPolicy, SessionStore, StoreError, StoreStats,
+    UserStore,
 };
 
 type BoxFut<'a> = Pin<Box<dyn Future<Output = ()> + Send + 'a>>;
@@ -34,6 +35,11 @@ fn session(user_id: i64, login_time: i64) -> Session {
         expires_at: crate::now() + 3600,
         device: Some("phone \"1\"\n".into()),
         ip: Some("127.0.0.1".into()),
+        refresh: RefreshState {
+            digest: [login_time as u8; 32],
+            generation: 0,
+            rotated_at: 0,
+        },
     }
 }
 
@@ -219,6 +225,50 @@ async fn closed_store_fails_closed(store: Arc<dyn SessionStore>) {
     assert!(matches!(store.ping().await, Err(StoreError::Unavailable(_))));
 }
 
+async fn refresh_rotation_is_compare_and_set(store: Arc<dyn SessionStore>) {
+    let s = session(12, NOW);
+    create_ok(&*store, &s, &policy(1, Overflow::EvictOldest)).await;
+    let got = store.refresh_state(12, &s.session_id, now()).await.unwrap().unwrap();
+    assert_eq!(got, s);
+    assert!(
+        store.refresh_state(13, &s.session_id, now()).await.unwrap().is_none(),
+        "not another user's"
+    );
+    let next = RefreshState {
+        digest: [9u8; 32],
+        generation: 1,
+        rotated_at: now(),
+    };
+    let later = now() + 7200;
+    assert!(
+        !store
+            .rotate_refresh(12, &s.session_id, &[1u8; 32], &next, later)
+            .await
+            .unwrap(),
+        "wrong expected digest"
+    );
+    assert!(store
+        .rotate_refresh(12, &s.session_id, &s.refresh.digest, &next, later)
+        .await
+        .unwrap());
+    assert!(
+        !store
+            .rotate_refresh(12, &s.session_id, &s.refresh.digest, &next, later)
+            .await
+            .unwrap(),
+        "lost the race"
+    );
+    let got = store.refresh_state(12, &s.session_id, now()).await.unwrap().unwrap();
+    assert_eq!((got.refresh, got.expires_at), (next, later));
+    // The session lives on with its slid expiry.
+    assert_eq!(
+        store.check(12, &s.session_id, NOW, s.expires_at + 1).await.unwrap(),
+        SessionCheck::Valid
+    );
+    store.revoke(12, &s.session_id).await.unwrap();
+    assert!(store.refresh_state(12, &s.session_id, now()).await.unwrap().is_none());
+}
+
 type SessionCase = fn(Arc<dyn SessionStore>) -> BoxFut<'static>;
 
 const SESSION_CASES: &[(&str, SessionCase)] = &[
@@ -229,6 +279,9 @@ const SESSION_CASES: &[(&str, SessionCase)] = &[
     ("list_round_trips", |s| Box::pin(list_round_trips(s))),
     ("concurrent_creates_respect_the_limit", |s| {
         Box::pin(concurrent_creates_respect_the_limit(s))
+    }),
+    ("refresh_rotation_is_compare_and_set", |s| {
+        Box::pin(refresh_rotation_is_compare_and_set(s))
     }),
     ("closed_store_fails_closed", |s| Box::pin(closed_store_fails_closed(s))),
 ];

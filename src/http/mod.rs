@@ -20,6 +20,7 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/passport/register", post(passport::register))
         .route("/passport/login", post(passport::login))
+        .route("/passport/refresh", post(passport::refresh))
         .route("/passport/logout", post(passport::logout))
         .route("/passport/logout_all", post(passport::logout_all))
         .route("/passport/me", get(passport::me))

@@ -9,6 +9,7 @@ use serde_json::json;
 use super::extract::{AuthUser, ClientMeta, Json};
 use crate::app::AppState;
 use crate::error::{ok, ApiError, Envelope};
+use crate::refresh::{self, Refreshed};
 use crate::users::{LoginOk, Profile};
 use crate::{sessions, users};
 
@@ -27,6 +28,11 @@ pub struct LoginBody {
     password: String,
     #[serde(default)]
     device: Option<String>,
+}
+
+#[derive(Deserialize)]
+pub struct RefreshBody {
+    refresh_token: String,
 }
 
 #[derive(Deserialize)]
@@ -57,6 +63,14 @@ pub async fn login(
         &meta,
     )
     .await?))
+}
+
+pub async fn refresh(
+    State(state): State<AppState>,
+    ClientMeta(meta): ClientMeta,
+    Json(body): Json<RefreshBody>,
+) -> Answer<Refreshed> {
+    Ok(ok(refresh::refresh(&state, &body.refresh_token, &meta).await?))
 }
 
 pub async fn logout(

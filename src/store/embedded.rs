@@ -10,8 +10,8 @@ use sqlx::sqlite::{SqlitePoolOptions, SqliteRow};
 use sqlx::{Row, SqliteConnection, SqlitePool};
 
 use super::{
-    classify, sqlite_options, CreateOutcome, Found, Session, SessionCheck, SessionId, SessionPolicy, SessionStore,
-    StoreError, StoreStats,
+    classify, sqlite_options, CreateOutcome, Found, RefreshState, Session, SessionCheck, SessionId, SessionPolicy,
+    SessionStore, StoreError, StoreStats,
 };
 use crate::config::Overflow;
 
@@ -38,7 +38,8 @@ pub struct EmbeddedSessions {
     stats: Arc<StoreStats>,
 }
 
-const SESSION_COLUMNS: &str = "session_id, user_id, login_time, created_at, expires_at, device, ip";
+const SESSION_COLUMNS: &str =
+    "session_id, user_id, login_time, created_at, expires_at, device, ip, refresh_digest, refresh_generation, rotated_at";
 
 fn session(row: &SqliteRow) -> Result<Session, StoreError> {
     let sid: Vec<u8> = row.try_get("session_id").map_err(classify)?;
@@ -51,6 +52,16 @@ fn session(row: &SqliteRow) -> Result<Session, StoreError> {
         expires_at: row.try_get("expires_at").map_err(classify)?,
         device: row.try_get("device").map_err(classify)?,
         ip: row.try_get("ip").map_err(classify)?,
+        refresh: RefreshState {
+            // A session from before refresh tokens has an empty digest: nothing matches it.
+            digest: row
+                .try_get::<Vec<u8>, _>("refresh_digest")
+                .map_err(classify)?
+                .try_into()
+                .unwrap_or([0u8; 32]),
+            generation: row.try_get("refresh_generation").map_err(classify)?,
+            rotated_at: row.try_get("rotated_at").map_err(classify)?,
+        },
     })
 }
 
@@ -243,7 +254,8 @@ impl SessionStore for EmbeddedSessions {
             }
         }
         sqlx::query(
-            "INSERT INTO sessions (session_id, user_id, login_time, created_at, expires_at, device, ip) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            "INSERT INTO sessions (session_id, user_id, login_time, created_at, expires_at, device, ip, \
+             refresh_digest, refresh_generation, rotated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         )
         .bind(&s.session_id.0[..])
         .bind(s.user_id)
@@ -252,6 +264,9 @@ impl SessionStore for EmbeddedSessions {
         .bind(s.expires_at)
         .bind(&s.device)
         .bind(&s.ip)
+        .bind(&s.refresh.digest[..])
+        .bind(s.refresh.generation)
+        .bind(s.refresh.rotated_at)
         .execute(&mut *tx)
         .await
         .map_err(classify)?;
@@ -316,6 +331,52 @@ impl SessionStore for EmbeddedSessions {
             .execute(&mut *tx)
             .await
             .map_err(classify)?;
+        if done.rows_affected() == 0 {
+            return Ok(false);
+        }
+        note_change(&mut tx, user_id, now).await?;
+        tx.commit().await.map_err(classify)?;
+        Ok(true)
+    }
+
+    async fn refresh_state(&self, user_id: i64, sid: &SessionId, now: i64) -> Result<Option<Session>, StoreError> {
+        let row = sqlx::query(&format!(
+            "SELECT {SESSION_COLUMNS} FROM sessions WHERE session_id = ? AND user_id = ? AND expires_at > ?"
+        ))
+        .bind(&sid.0[..])
+        .bind(user_id)
+        .bind(now)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(classify)?;
+        row.as_ref().map(session).transpose()
+    }
+
+    async fn rotate_refresh(
+        &self,
+        user_id: i64,
+        sid: &SessionId,
+        expected: &[u8; 32],
+        next: &RefreshState,
+        expires_at: i64,
+    ) -> Result<bool, StoreError> {
+        let now = unix_now();
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(classify)?;
+        let done = sqlx::query(
+            "UPDATE sessions SET refresh_digest = ?, refresh_generation = ?, rotated_at = ?, expires_at = ? \
+             WHERE session_id = ? AND user_id = ? AND refresh_digest = ? AND expires_at > ?",
+        )
+        .bind(&next.digest[..])
+        .bind(next.generation)
+        .bind(next.rotated_at)
+        .bind(expires_at)
+        .bind(&sid.0[..])
+        .bind(user_id)
+        .bind(&expected[..])
+        .bind(now)
+        .execute(&mut *tx)
+        .await
+        .map_err(classify)?;
         if done.rows_affected() == 0 {
             return Ok(false);
         }

@@ -20,7 +20,8 @@ use parking_lot::RwLock;
 
 use super::embedded::{EmbeddedSessions, UserSessions};
 use super::{
-    CreateOutcome, Found, Session, SessionCheck, SessionId, SessionPolicy, SessionStore, StoreError, StoreStats,
+    CreateOutcome, Found, RefreshState, Session, SessionCheck, SessionId, SessionPolicy, SessionStore, StoreError,
+    StoreStats,
 };
 
 pub const POLL_INTERVAL: Duration = Duration::from_millis(100);
@@ -293,6 +294,33 @@ impl SessionStore for CachedSessions {
         let gone = self.shared.db.revoke_all(user_id).await?;
         self.shared.reload_user(user_id).await?;
         Ok(gone)
+    }
+
+    async fn refresh_state(&self, user_id: i64, sid: &SessionId, now: i64) -> Result<Option<Session>, StoreError> {
+        self.ensure_open()?;
+        self.shared.db.refresh_state(user_id, sid, now).await
+    }
+
+    async fn rotate_refresh(
+        &self,
+        user_id: i64,
+        sid: &SessionId,
+        expected: &[u8; 32],
+        next: &RefreshState,
+        expires_at: i64,
+    ) -> Result<bool, StoreError> {
+        self.ensure_open()?;
+        let _seq = self.shared.sync.lock().await;
+        let done = self
+            .shared
+            .db
+            .rotate_refresh(user_id, sid, expected, next, expires_at)
+            .await?;
+        if done {
+            // The session's expiry slid: the cache must know.
+            self.shared.reload_user(user_id).await?;
+        }
+        Ok(done)
     }
 
     async fn ping(&self) -> Result<(), StoreError> {

@@ -100,7 +100,16 @@ pub trait UserStore: Send + Sync {
     async fn close(&self);
 }
 
-/// A session as stored (SPEC §6). The refresh digest arrives with refresh tokens.
+/// A session's refresh token, as stored: a digest, never the token (see `refresh.rs`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct RefreshState {
+    pub digest: [u8; 32],
+    pub generation: i64,
+    /// When the current token replaced its predecessor (0: never rotated).
+    pub rotated_at: i64,
+}
+
+/// A session as stored (SPEC §6).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Session {
     pub session_id: SessionId,
@@ -110,6 +119,7 @@ pub struct Session {
     pub expires_at: i64,
     pub device: Option<String>,
     pub ip: Option<String>,
+    pub refresh: RefreshState,
 }
 
 /// How many sessions a user may hold and what a login beyond that does.
@@ -183,6 +193,23 @@ pub trait SessionStore: Send + Sync {
     async fn revoke(&self, user_id: i64, session_id: &SessionId) -> Result<bool, StoreError>;
     /// Ends every session of the user; returns the ids it ended.
     async fn revoke_all(&self, user_id: i64) -> Result<Vec<SessionId>, StoreError>;
+    /// The live session with its refresh state, if any.
+    async fn refresh_state(
+        &self,
+        user_id: i64,
+        session_id: &SessionId,
+        now: i64,
+    ) -> Result<Option<Session>, StoreError>;
+    /// Replaces the refresh state and slides the expiry, only if the stored digest is
+    /// still `expected` (compare-and-set: of two parallel rotations, one wins).
+    async fn rotate_refresh(
+        &self,
+        user_id: i64,
+        session_id: &SessionId,
+        expected: &[u8; 32],
+        next: &RefreshState,
+        expires_at: i64,
+    ) -> Result<bool, StoreError>;
     async fn ping(&self) -> Result<(), StoreError>;
     /// Releases connections and background work; every later call answers `Unavailable`.
     async fn close(&self);

@@ -24,7 +24,9 @@ use redis::cluster::ClusterClientBuilder;
 use redis::cluster_async::ClusterConnection;
 use redis::{Cmd, ErrorKind, Pipeline, RedisError, RedisFuture, Script, Value};
 
-use super::{CreateOutcome, Found, Session, SessionCheck, SessionId, SessionPolicy, SessionStore, StoreError};
+use super::{
+    CreateOutcome, Found, RefreshState, Session, SessionCheck, SessionId, SessionPolicy, SessionStore, StoreError,
+};
 use crate::config::Overflow;
 
 /// How long one command may take before the caller fails closed (SPEC: a 503
@@ -125,7 +127,8 @@ if #live >= max then
 end
 local seq = redis.call('INCR', base .. 'seq')
 local skey = base .. 's:' .. sid
-redis.call('HSET', skey, 'login_time', ARGV[7], 'created_at', ARGV[8], 'expires_at', ARGV[9])
+redis.call('HSET', skey, 'login_time', ARGV[7], 'created_at', ARGV[8], 'expires_at', ARGV[9],
+  'refresh_digest', ARGV[12], 'refresh_generation', ARGV[13], 'rotated_at', ARGV[14])
 if ARGV[10] ~= '' then redis.call('HSET', skey, 'device', ARGV[10]) end
 if ARGV[11] ~= '' then redis.call('HSET', skey, 'ip', ARGV[11]) end
 redis.call('EXPIRE', skey, ttl)
@@ -133,6 +136,24 @@ redis.call('ZADD', zkey, seq, sid)
 if redis.call('TTL', zkey) < ttl then redis.call('EXPIRE', zkey, ttl) end
 if redis.call('TTL', base .. 'seq') < ttl then redis.call('EXPIRE', base .. 'seq', ttl) end
 return out
+"#;
+
+const SESSION: &str = r#"
+local v = redis.call('HMGET', KEYS[1], 'login_time', 'created_at', 'expires_at', 'device', 'ip',
+  'refresh_digest', 'refresh_generation', 'rotated_at')
+if not v[1] then return {} end
+for i = 1, 8 do v[i] = v[i] or '' end
+return v
+"#;
+
+const ROTATE: &str = r#"
+if redis.call('HGET', KEYS[1], 'refresh_digest') ~= ARGV[1] then return 0 end
+redis.call('HSET', KEYS[1], 'refresh_digest', ARGV[2], 'refresh_generation', ARGV[3], 'rotated_at', ARGV[4],
+  'expires_at', ARGV[5])
+local ttl = tonumber(ARGV[6])
+redis.call('EXPIRE', KEYS[1], ttl)
+if redis.call('TTL', KEYS[2]) < ttl then redis.call('EXPIRE', KEYS[2], ttl) end
+return 1
 "#;
 
 const CHECK: &str = r#"
@@ -143,9 +164,10 @@ return {v[1] or '', v[2] or '', redis.call('EXISTS', KEYS[2])}
 const LIST: &str = r#"
 local out = {}
 for _, m in ipairs(redis.call('ZRANGE', KEYS[1], 0, -1)) do
-  local v = redis.call('HMGET', ARGV[1] .. 's:' .. m, 'login_time', 'created_at', 'expires_at', 'device', 'ip')
+  local v = redis.call('HMGET', ARGV[1] .. 's:' .. m, 'login_time', 'created_at', 'expires_at', 'device', 'ip',
+    'refresh_digest', 'refresh_generation', 'rotated_at')
   if v[1] then
-    out[#out + 1] = {m, v[1], v[2], v[3], v[4] or '', v[5] or ''}
+    out[#out + 1] = {m, v[1], v[2], v[3], v[4] or '', v[5] or '', v[6] or '', v[7] or '0', v[8] or '0'}
   else
     redis.call('ZREM', KEYS[1], m)
   end
@@ -170,12 +192,28 @@ return out
 
 static CREATE_SCRIPT: OnceLock<Script> = OnceLock::new();
 static CHECK_SCRIPT: OnceLock<Script> = OnceLock::new();
+static SESSION_SCRIPT: OnceLock<Script> = OnceLock::new();
+static ROTATE_SCRIPT: OnceLock<Script> = OnceLock::new();
 static LIST_SCRIPT: OnceLock<Script> = OnceLock::new();
 static REVOKE_SCRIPT: OnceLock<Script> = OnceLock::new();
 static REVOKE_ALL_SCRIPT: OnceLock<Script> = OnceLock::new();
 
 fn opt(s: String) -> Option<String> {
     (!s.is_empty()).then_some(s)
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn unhex(s: &str) -> [u8; 32] {
+    let mut out = [0u8; 32];
+    if s.len() == 64 {
+        for (i, o) in out.iter_mut().enumerate() {
+            *o = u8::from_str_radix(&s[2 * i..2 * i + 2], 16).unwrap_or(0);
+        }
+    }
+    out
 }
 
 impl RedisSessions {
@@ -241,7 +279,10 @@ impl SessionStore for RedisSessions {
             .arg(s.created_at)
             .arg(s.expires_at)
             .arg(s.device.as_deref().unwrap_or(""))
-            .arg(s.ip.as_deref().unwrap_or(""));
+            .arg(s.ip.as_deref().unwrap_or(""))
+            .arg(hex(&s.refresh.digest))
+            .arg(s.refresh.generation)
+            .arg(s.refresh.rotated_at);
         let out: Vec<Value> = self.run(inv).await?;
         let created = matches!(out.first(), Some(Value::Int(1)));
         if !created {
@@ -286,9 +327,10 @@ impl SessionStore for RedisSessions {
         let base = self.base(user_id);
         let mut inv = script(&LIST_SCRIPT, LIST).prepare_invoke();
         inv.key(format!("{base}sessions")).arg(&base);
-        let rows: Vec<(String, i64, i64, i64, String, String)> = self.run(inv).await?;
+        type Row = (String, i64, i64, i64, String, String, String, i64, i64);
+        let rows: Vec<Row> = self.run(inv).await?;
         let mut out = Vec::with_capacity(rows.len());
-        for (sid, login_time, created_at, expires_at, device, ip) in rows {
+        for (sid, login_time, created_at, expires_at, device, ip, digest, generation, rotated_at) in rows {
             let Some(session_id) = SessionId::parse(&sid) else {
                 continue;
             };
@@ -301,6 +343,11 @@ impl SessionStore for RedisSessions {
                     expires_at,
                     device: opt(device),
                     ip: opt(ip),
+                    refresh: RefreshState {
+                        digest: unhex(&digest),
+                        generation,
+                        rotated_at,
+                    },
                 });
             }
         }
@@ -324,6 +371,58 @@ impl SessionStore for RedisSessions {
         inv.key(format!("{base}sessions")).arg(&base);
         let gone: Vec<String> = self.run(inv).await?;
         Ok(gone.iter().filter_map(|s| SessionId::parse(s)).collect())
+    }
+
+    async fn refresh_state(&self, user_id: i64, sid: &SessionId, now: i64) -> Result<Option<Session>, StoreError> {
+        let base = self.base(user_id);
+        let mut inv = script(&SESSION_SCRIPT, SESSION).prepare_invoke();
+        inv.key(format!("{base}s:{sid}"));
+        let v: Vec<String> = self.run(inv).await?;
+        if v.len() != 8 {
+            return Ok(None);
+        }
+        let num = |s: &str| {
+            s.parse::<i64>()
+                .map_err(|e| StoreError::Other(anyhow::anyhow!("corrupt session field: {e}")))
+        };
+        let session = Session {
+            session_id: *sid,
+            user_id,
+            login_time: num(&v[0])?,
+            created_at: num(&v[1])?,
+            expires_at: num(&v[2])?,
+            device: opt(v[3].clone()),
+            ip: opt(v[4].clone()),
+            refresh: RefreshState {
+                digest: unhex(&v[5]),
+                generation: num(&v[6])?,
+                rotated_at: num(&v[7])?,
+            },
+        };
+        Ok((session.expires_at > now).then_some(session))
+    }
+
+    async fn rotate_refresh(
+        &self,
+        user_id: i64,
+        sid: &SessionId,
+        expected: &[u8; 32],
+        next: &RefreshState,
+        expires_at: i64,
+    ) -> Result<bool, StoreError> {
+        let base = self.base(user_id);
+        let ttl = (expires_at - crate::clock::now()).max(1);
+        let mut inv = script(&ROTATE_SCRIPT, ROTATE).prepare_invoke();
+        inv.key(format!("{base}s:{sid}"))
+            .key(format!("{base}sessions"))
+            .arg(hex(expected))
+            .arg(hex(&next.digest))
+            .arg(next.generation)
+            .arg(next.rotated_at)
+            .arg(expires_at)
+            .arg(ttl);
+        let n: i64 = self.run(inv).await?;
+        Ok(n == 1)
     }
 
     async fn ping(&self) -> Result<(), StoreError> {
