@@ -11,13 +11,14 @@ use tokio::net::TcpListener;
 use crate::audit::Audit;
 use crate::config::Config;
 use crate::passwords::Hasher;
-use crate::store::{self, Mode, SessionPolicy, SessionStore, StoreStats, UserStore};
+use crate::store::{self, Mode, RateStore, SessionPolicy, SessionStore, StoreStats, UserStore};
 use crate::tokens::KeyRing;
 
 pub struct Services {
     pub config: Config,
     pub users: Arc<dyn UserStore>,
     pub sessions: Arc<dyn SessionStore>,
+    pub rates: Arc<dyn RateStore>,
     pub stats: Arc<StoreStats>,
     pub keys: KeyRing,
     pub hasher: Hasher,
@@ -49,6 +50,7 @@ impl AppState {
             config,
             users: stores.users,
             sessions: stores.sessions,
+            rates: stores.rates,
             stats: stores.stats,
             keys,
             hasher,

@@ -26,6 +26,7 @@ pub enum Event {
     SessionReplaced,
     SessionRevoked,
     PasswordChanged,
+    RateLimited,
     TokenRejected,
     UserDisabled,
     UserEnabled,

@@ -76,6 +76,15 @@ pub struct Settings {
     session_overflow: Option<String>,
     #[arg(long, env = "PASSPORT_REFRESH_GRACE", global = true)]
     refresh_grace: Option<String>,
+    /// Failed logins per mobile per window, as count/seconds.
+    #[arg(long, env = "PASSPORT_RATE_LOGIN_ACCOUNT", global = true)]
+    rate_login_account: Option<String>,
+    /// Login attempts per client IP per window, as count/seconds.
+    #[arg(long, env = "PASSPORT_RATE_LOGIN_IP", global = true)]
+    rate_login_ip: Option<String>,
+    /// Registrations per client IP per window, as count/seconds.
+    #[arg(long, env = "PASSPORT_RATE_REGISTER_IP", global = true)]
+    rate_register_ip: Option<String>,
     /// CIDRs whose X-Forwarded-For is believed, comma-separated.
     #[arg(long, env = "PASSPORT_TRUSTED_PROXIES", global = true)]
     trusted_proxies: Option<String>,
@@ -115,6 +124,9 @@ impl Settings {
             ("max_sessions", &self.max_sessions),
             ("session_overflow", &self.session_overflow),
             ("refresh_grace", &self.refresh_grace),
+            ("rate_login_account", &self.rate_login_account),
+            ("rate_login_ip", &self.rate_login_ip),
+            ("rate_register_ip", &self.rate_register_ip),
             ("trusted_proxies", &self.trusted_proxies),
             ("password_min_length", &self.password_min_length),
             ("audit_log", &self.audit_log),

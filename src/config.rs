@@ -32,6 +32,9 @@ pub const KEYS: &[&str] = &[
     "max_sessions",
     "session_overflow",
     "refresh_grace",
+    "rate_login_account",
+    "rate_login_ip",
+    "rate_register_ip",
     "trusted_proxies",
     "password_min_length",
     "audit_log",
@@ -49,6 +52,26 @@ pub const MAX_LEEWAY: u64 = 300;
 pub enum Overflow {
     EvictOldest,
     Reject,
+}
+
+/// A rate limit: at most `count` per `window` seconds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RateLimit {
+    pub count: u32,
+    pub window: i64,
+}
+
+impl std::str::FromStr for RateLimit {
+    type Err = ();
+    fn from_str(s: &str) -> Result<Self, ()> {
+        let (count, window) = s.trim().split_once('/').ok_or(())?;
+        let count: u32 = count.trim().parse().map_err(|_| ())?;
+        let window: i64 = window.trim().parse().map_err(|_| ())?;
+        if count == 0 || !(1..=MAX_TTL as i64).contains(&window) {
+            return Err(());
+        }
+        Ok(RateLimit { count, window })
+    }
 }
 
 /// Where the HS256 signing secret comes from.
@@ -121,6 +144,12 @@ pub struct Config {
     pub max_sessions: u32,
     pub session_overflow: Overflow,
     pub refresh_grace: u64,
+    /// Failed logins per normalized mobile (known or not).
+    pub rate_login_account: RateLimit,
+    /// Login attempts (any outcome) per client IP.
+    pub rate_login_ip: RateLimit,
+    /// Registrations per client IP.
+    pub rate_register_ip: RateLimit,
     pub trusted_proxies: Vec<IpNet>,
     pub password_min_length: usize,
     pub audit_log: PathBuf,
@@ -321,6 +350,17 @@ impl Config {
             return Err(ConfigError::new("refresh_grace", "must be between 0 and 300 seconds"));
         }
 
+        let limit = |key: &str, default: RateLimit| src.parse(key, default, "a limit like 10/900 (count/seconds)");
+        let rate_login_account = limit("rate_login_account", RateLimit { count: 10, window: 900 })?;
+        let rate_login_ip = limit("rate_login_ip", RateLimit { count: 100, window: 60 })?;
+        let rate_register_ip = limit(
+            "rate_register_ip",
+            RateLimit {
+                count: 20,
+                window: 3600,
+            },
+        )?;
+
         let mut trusted_proxies = Vec::new();
         for part in src.get("trusted_proxies").unwrap_or("").split(',') {
             let part = part.trim();
@@ -380,6 +420,9 @@ impl Config {
             max_sessions,
             session_overflow,
             refresh_grace,
+            rate_login_account,
+            rate_login_ip,
+            rate_register_ip,
             trusted_proxies,
             password_min_length,
             audit_log,
@@ -425,6 +468,8 @@ mod tests {
     fn bad_values_name_the_setting() {
         for (k, v) in [
             ("max_sessions", "0"),
+            ("rate_login_ip", "100"),
+            ("rate_login_ip", "0/60"),
             ("access_ttl", "99999999999999"),
             ("max_sessions", "two"),
             ("leeway", "301"),

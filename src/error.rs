@@ -72,6 +72,9 @@ pub enum ApiError {
     StoreUnavailable(String),
     #[error("password hashing queue full")]
     Busy,
+    /// Throttled; retry after this many seconds.
+    #[error("rate limited")]
+    RateLimited(i64),
 }
 
 impl From<StoreError> for ApiError {
@@ -101,6 +104,7 @@ impl ApiError {
             UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
             StoreUnavailable(_) | Busy => StatusCode::SERVICE_UNAVAILABLE,
+            RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
         }
     }
 
@@ -130,6 +134,7 @@ impl ApiError {
             Internal(_) => "internal",
             StoreUnavailable(_) => "store_unavailable",
             Busy => "busy",
+            RateLimited(_) => "rate_limited",
         }
     }
 
@@ -189,6 +194,7 @@ impl ApiError {
             Internal(_) => pick("internal error", "服务器内部错误"),
             StoreUnavailable(_) => pick("service temporarily unavailable", "服务暂时不可用"),
             Busy => pick("server busy, try again shortly", "服务器繁忙，请稍后重试"),
+            RateLimited(_) => pick("too many attempts, try again later", "尝试次数过多，请稍后再试"),
         }
     }
 
@@ -231,8 +237,14 @@ impl IntoResponse for ApiError {
                 headers.insert(header::WWW_AUTHENTICATE, v);
             }
         }
-        if matches!(self, ApiError::Busy) {
-            headers.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        match self {
+            ApiError::Busy => {
+                headers.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+            }
+            ApiError::RateLimited(secs) => {
+                headers.insert(header::RETRY_AFTER, HeaderValue::from(secs.max(1)));
+            }
+            _ => {}
         }
         resp
     }

@@ -15,6 +15,7 @@ pub mod i18n;
 pub mod identify;
 pub mod passwords;
 pub mod phone;
+pub mod ratelimit;
 pub mod refresh;
 pub mod sessions;
 pub mod store;

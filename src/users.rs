@@ -10,8 +10,8 @@ use crate::error::{ApiError, BadInput};
 use crate::identify::Identity;
 use crate::passwords::{self, HashError};
 use crate::refresh::RefreshToken;
-use crate::sessions;
 use crate::store::{Session, UserRecord};
+use crate::{ratelimit, sessions};
 
 /// Longest `device` label kept with a session.
 const MAX_DEVICE_CHARS: usize = 128;
@@ -36,6 +36,7 @@ fn check_new_password(state: &AppState, password: &str) -> Result<(), ApiError> 
 
 /// Creates an account with the `viewer` role; returns its id.
 pub async fn register(state: &AppState, mobile: &str, password: String, meta: &RequestMeta) -> Result<i64, ApiError> {
+    ratelimit::register_attempt(state, meta).await?;
     let mobile = normalize_mobile(state, mobile)?;
     check_new_password(state, &password)?;
     let hash = state.hasher.hash(password).await?;
@@ -69,12 +70,14 @@ pub async fn login(
     device: Option<String>,
     meta: &RequestMeta,
 ) -> Result<LoginOk, ApiError> {
+    ratelimit::login_attempt(state, meta).await?;
     let mobile = normalize_mobile(state, mobile)?;
     if let Some(d) = &device {
         if d.chars().count() > MAX_DEVICE_CHARS || d.chars().any(char::is_control) {
             return Err(ApiError::InvalidParams(BadInput::Device));
         }
     }
+    ratelimit::check_account(state, &mobile, meta).await?;
     let user = state.users.find_by_mobile(&mobile).await?;
     let stored = user.as_ref().map(|u| u.password_hash.clone());
     let user_id = user.as_ref().map(|u| u.user_id);
@@ -82,12 +85,14 @@ pub async fn login(
     let user = match user {
         Some(u) if verified => u,
         _ => {
+            ratelimit::login_failed(state, &mobile).await?;
             let mut e = AuditEvent::denied(Event::LoginFailed, meta, "login failed", "invalid_credentials");
             e.user_id = user_id;
             state.audit.record(e).await;
             return Err(ApiError::InvalidCredentials);
         }
     };
+    ratelimit::login_succeeded(state, &mobile).await?;
     if user.disabled {
         let e = AuditEvent::denied(Event::LoginFailed, meta, "login refused", "account_disabled").user(user.user_id);
         state.audit.record(e).await;

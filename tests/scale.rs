@@ -32,6 +32,8 @@ fn settings(dir: &Path, extra: &[(&str, &str)]) -> Vec<(String, String)> {
             dir.join("logs/user_action.log").display().to_string(),
         ),
         ("secret_key".into(), SECRET.into()),
+        ("rate_login_ip".into(), "100000/60".into()),
+        ("rate_register_ip".into(), "100000/60".into()),
     ];
     for (k, v) in extra {
         s.retain(|(key, _)| key != k);
@@ -170,7 +172,8 @@ async fn two_processes_on_postgres_and_redis_behave_as_one() {
     assert!(!keys.is_empty());
     let mut stored = String::new();
     for k in &keys {
-        assert!(k.contains("{u"), "key without a user hash tag: {k}");
+        // Session keys are tagged by user, rate counters by their own key.
+        assert!(k.contains("{u") || k.contains("{rl:"), "key without a hash tag: {k}");
         let kind: String = redis::cmd("TYPE").arg(k).query_async(&mut conn).await.unwrap();
         let dump: Vec<String> = match kind.as_str() {
             "string" => vec![redis::cmd("GET").arg(k).query_async(&mut conn).await.unwrap()],
@@ -203,6 +206,37 @@ async fn two_processes_on_postgres_and_redis_behave_as_one() {
         );
     }
     let _: () = redis::cmd("DEL").arg(&keys).query_async(&mut conn).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_processes_share_the_rate_limit_counters() {
+    let Some(redis) = support::shared_redis("two_processes_share_the_rate_limit_counters") else {
+        return;
+    };
+    let prefix = format!("passport-test:{}:", support::unique());
+    let (dir_a, dir_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let shared = [
+        ("redis_url", redis.as_str()),
+        ("redis_prefix", prefix.as_str()),
+        ("rate_login_account", "3/60"),
+    ];
+    let bin = env!("CARGO_BIN_EXE_passport");
+    let a = PassportProcess::start(bin, &settings(dir_a.path(), &shared));
+    let b = PassportProcess::start(bin, &settings(dir_b.path(), &shared));
+    let c = client();
+    let wrong = json!({"mobile": "13800000094", "password": "wrong password!"});
+    // Unknown or not, a mobile's failures count: two on A, one on B.
+    for url in [
+        a.url("/passport/login"),
+        a.url("/passport/login"),
+        b.url("/passport/login"),
+    ] {
+        assert_eq!(post(&c, url, wrong.clone()).await.0, 401);
+    }
+    let (status, body) = post(&c, a.url("/passport/login"), wrong.clone()).await;
+    assert_eq!((status, body["error"].as_str()), (429, Some("rate_limited")));
+    let (status, _) = post(&c, b.url("/passport/login"), wrong).await;
+    assert_eq!(status, 429);
 }
 
 /// Polls `url` until it answers `status`, for at most `within`.

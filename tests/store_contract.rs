@@ -16,8 +16,8 @@ use passport::store::postgres::PgUsers;
 use passport::store::redis::RedisSessions;
 use passport::store::sqlite::SqliteUsers;
 use passport::store::{
-    CreateOutcome, RefreshState, Session, SessionCheck, SessionId, SessionPolicy, SessionStore, StoreError, StoreStats,
-    UserStore,
+    CreateOutcome, RateStore, RefreshState, Session, SessionCheck, SessionId, SessionPolicy, SessionStore, StoreError,
+    StoreStats, UserStore,
 };
 
 type BoxFut<'a> = Pin<Box<dyn Future<Output = ()> + Send + 'a>>;
@@ -478,4 +478,67 @@ async fn sessions_embedded_two_instances_share_the_limit() {
         t.await.unwrap();
     }
     assert_eq!(a.list(11, now()).await.unwrap().len(), 2);
+}
+
+// ---------------------------------------------------------------- rate counters
+
+async fn rate_counters(store: Arc<dyn RateStore>) {
+    let t = now();
+    assert_eq!(store.peek("k", t).await.unwrap().count, 0);
+    for expected in 1..=3 {
+        let c = store.hit("k", 60, t).await.unwrap();
+        assert_eq!(c.count, expected);
+        assert!((1..=60).contains(&c.reset_in), "{c:?}");
+    }
+    assert_eq!(store.peek("k", t).await.unwrap().count, 3);
+    assert_eq!(store.peek("other", t).await.unwrap().count, 0);
+    store.reset("k").await.unwrap();
+    assert_eq!(store.peek("k", t).await.unwrap().count, 0);
+    // Concurrent hits are all counted.
+    let mut tasks = Vec::new();
+    for _ in 0..20 {
+        let store = store.clone();
+        tasks.push(tokio::spawn(async move { store.hit("busy", 60, t).await.unwrap() }));
+    }
+    let mut seen: Vec<u32> = Vec::new();
+    for task in tasks {
+        seen.push(task.await.unwrap().count);
+    }
+    seen.sort();
+    assert_eq!(seen, (1..=20).collect::<Vec<_>>());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rates_embedded() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = EmbeddedSessions::open(&dir.path().join("s.db"), Arc::default())
+        .await
+        .unwrap();
+    rate_counters(Arc::new(store)).await;
+    // A closed window starts again at 1 (the embedded store takes `now` from the caller).
+    let store = EmbeddedSessions::open(&dir.path().join("t.db"), Arc::default())
+        .await
+        .unwrap();
+    assert_eq!(store.hit("w", 10, 1_000).await.unwrap().count, 1);
+    assert_eq!(store.hit("w", 10, 1_005).await.unwrap().count, 2);
+    assert_eq!(store.hit("w", 10, 1_010).await.unwrap().count, 1);
+    assert_eq!(store.peek("w", 1_021).await.unwrap().count, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rates_redis_single_node() {
+    let Some(url) = support::shared_redis("rates_redis_single_node") else {
+        return;
+    };
+    let prefix = format!("passport-test:{}:", support::unique());
+    rate_counters(Arc::new(RedisSessions::connect(&url, &prefix).await.unwrap())).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rates_redis_cluster() {
+    let Some(cluster) = support::Cluster::start("rates_redis_cluster") else {
+        return;
+    };
+    let prefix = format!("passport-test:{}:", support::unique());
+    rate_counters(Arc::new(RedisSessions::connect(&cluster.url(), &prefix).await.unwrap())).await;
 }

@@ -10,8 +10,8 @@ use sqlx::sqlite::{SqlitePoolOptions, SqliteRow};
 use sqlx::{Row, SqliteConnection, SqlitePool};
 
 use super::{
-    classify, sqlite_options, CreateOutcome, Found, RefreshState, Session, SessionCheck, SessionId, SessionPolicy,
-    SessionStore, StoreError, StoreStats,
+    classify, sqlite_options, Count, CreateOutcome, Found, RateStore, RefreshState, Session, SessionCheck, SessionId,
+    SessionPolicy, SessionStore, StoreError, StoreStats,
 };
 use crate::config::Overflow;
 
@@ -196,6 +196,11 @@ impl EmbeddedSessions {
             .await
             .map_err(classify)?;
         sqlx::query("DELETE FROM session_tombstones WHERE expires_at <= ?")
+            .bind(now)
+            .execute(&mut *tx)
+            .await
+            .map_err(classify)?;
+        sqlx::query("DELETE FROM rate_counters WHERE window_end <= ?")
             .bind(now)
             .execute(&mut *tx)
             .await
@@ -411,5 +416,52 @@ impl SessionStore for EmbeddedSessions {
 
     async fn close(&self) {
         self.pool.close().await;
+    }
+}
+
+#[async_trait]
+impl RateStore for EmbeddedSessions {
+    async fn hit(&self, key: &str, window: i64, now: i64) -> Result<Count, StoreError> {
+        // One statement: a closed window restarts at 1, an open one counts up.
+        let (count, window_end): (i64, i64) = sqlx::query_as(
+            "INSERT INTO rate_counters (key, count, window_end) VALUES (?1, 1, ?2 + ?3) \
+             ON CONFLICT(key) DO UPDATE SET \
+               count = CASE WHEN window_end <= ?2 THEN 1 ELSE count + 1 END, \
+               window_end = CASE WHEN window_end <= ?2 THEN ?2 + ?3 ELSE window_end END \
+             RETURNING count, window_end",
+        )
+        .bind(key)
+        .bind(now)
+        .bind(window)
+        .fetch_one(&self.pool)
+        .await
+        .map_err(classify)?;
+        Ok(Count {
+            count: count as u32,
+            reset_in: window_end - now,
+        })
+    }
+
+    async fn peek(&self, key: &str, now: i64) -> Result<Count, StoreError> {
+        let row: Option<(i64, i64)> =
+            sqlx::query_as("SELECT count, window_end FROM rate_counters WHERE key = ? AND window_end > ?")
+                .bind(key)
+                .bind(now)
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(classify)?;
+        Ok(row.map_or(Count { count: 0, reset_in: 0 }, |(c, end)| Count {
+            count: c as u32,
+            reset_in: end - now,
+        }))
+    }
+
+    async fn reset(&self, key: &str) -> Result<(), StoreError> {
+        sqlx::query("DELETE FROM rate_counters WHERE key = ?")
+            .bind(key)
+            .execute(&self.pool)
+            .await
+            .map_err(classify)?;
+        Ok(())
     }
 }

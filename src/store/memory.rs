@@ -20,8 +20,8 @@ use parking_lot::RwLock;
 
 use super::embedded::{EmbeddedSessions, UserSessions};
 use super::{
-    CreateOutcome, Found, RefreshState, Session, SessionCheck, SessionId, SessionPolicy, SessionStore, StoreError,
-    StoreStats,
+    Count, CreateOutcome, Found, RateStore, RefreshState, Session, SessionCheck, SessionId, SessionPolicy,
+    SessionStore, StoreError, StoreStats,
 };
 
 pub const POLL_INTERVAL: Duration = Duration::from_millis(100);
@@ -332,5 +332,23 @@ impl SessionStore for CachedSessions {
     async fn close(&self) {
         self.shared.closed.store(true, Ordering::Relaxed);
         self.shared.db.close().await;
+    }
+}
+
+#[async_trait]
+impl RateStore for CachedSessions {
+    async fn hit(&self, key: &str, window: i64, now: i64) -> Result<Count, StoreError> {
+        self.ensure_open()?;
+        self.shared.db.hit(key, window, now).await
+    }
+
+    async fn peek(&self, key: &str, now: i64) -> Result<Count, StoreError> {
+        self.ensure_open()?;
+        self.shared.db.peek(key, now).await
+    }
+
+    async fn reset(&self, key: &str) -> Result<(), StoreError> {
+        self.ensure_open()?;
+        self.shared.db.reset(key).await
     }
 }

@@ -215,6 +215,25 @@ pub trait SessionStore: Send + Sync {
     async fn close(&self);
 }
 
+/// A rate-limit counter as it stands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Count {
+    pub count: u32,
+    /// Seconds until the window closes and the count starts again.
+    pub reset_in: i64,
+}
+
+/// Shared counters for rate limiting: fixed windows, counted atomically in the
+/// store so that every process sees the same numbers.
+#[async_trait]
+pub trait RateStore: Send + Sync {
+    /// Adds one to `key`; a key whose window has closed starts a new `window` at 1.
+    async fn hit(&self, key: &str, window: i64, now: i64) -> Result<Count, StoreError>;
+    /// The count without adding (0 once the window has closed).
+    async fn peek(&self, key: &str, now: i64) -> Result<Count, StoreError>;
+    async fn reset(&self, key: &str) -> Result<(), StoreError>;
+}
+
 /// Counts of backend calls, so tests can show which paths reach which store.
 #[derive(Debug, Default)]
 pub struct StoreStats {
@@ -248,6 +267,8 @@ pub enum Mode {
 pub struct Stores {
     pub users: Arc<dyn UserStore>,
     pub sessions: Arc<dyn SessionStore>,
+    /// Lives beside the sessions: the embedded store, or Redis.
+    pub rates: Arc<dyn RateStore>,
     pub stats: Arc<StoreStats>,
 }
 
@@ -264,22 +285,36 @@ pub async fn connect(config: &Config, mode: Mode) -> anyhow::Result<Stores> {
                 .map_err(|e| anyhow::anyhow!("PASSPORT_DATABASE_URL ({}): {e}", config.database_url))?,
         )
     };
-    let sessions: Arc<dyn SessionStore> = match &config.redis_url {
-        Some(redis_url) => Arc::new(
-            redis::RedisSessions::connect(redis_url.expose(), &config.redis_prefix)
-                .await
-                .map_err(|e| anyhow::anyhow!("PASSPORT_REDIS_URL ({redis_url}): {e}"))?,
-        ),
+    let (sessions, rates): (Arc<dyn SessionStore>, Arc<dyn RateStore>) = match &config.redis_url {
+        Some(redis_url) => {
+            let redis = Arc::new(
+                redis::RedisSessions::connect(redis_url.expose(), &config.redis_prefix)
+                    .await
+                    .map_err(|e| anyhow::anyhow!("PASSPORT_REDIS_URL ({redis_url}): {e}"))?,
+            );
+            (redis.clone(), redis)
+        }
         None => {
             let embedded =
                 embedded::EmbeddedSessions::open(&config.data_dir.join("sessions.db"), stats.clone()).await?;
             match mode {
-                Mode::Serve => Arc::new(memory::CachedSessions::start(embedded).await?),
-                Mode::Command => Arc::new(embedded),
+                Mode::Serve => {
+                    let cached = Arc::new(memory::CachedSessions::start(embedded).await?);
+                    (cached.clone(), cached)
+                }
+                Mode::Command => {
+                    let embedded = Arc::new(embedded);
+                    (embedded.clone(), embedded)
+                }
             }
         }
     };
-    Ok(Stores { users, sessions, stats })
+    Ok(Stores {
+        users,
+        sessions,
+        rates,
+        stats,
+    })
 }
 
 /// Classifies a sqlx error: reachability problems fail closed as `Unavailable`.

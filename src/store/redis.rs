@@ -25,7 +25,8 @@ use redis::cluster_async::ClusterConnection;
 use redis::{Cmd, ErrorKind, Pipeline, RedisError, RedisFuture, Script, Value};
 
 use super::{
-    CreateOutcome, Found, RefreshState, Session, SessionCheck, SessionId, SessionPolicy, SessionStore, StoreError,
+    Count, CreateOutcome, Found, RateStore, RefreshState, Session, SessionCheck, SessionId, SessionPolicy,
+    SessionStore, StoreError,
 };
 use crate::config::Overflow;
 
@@ -156,6 +157,12 @@ if redis.call('TTL', KEYS[2]) < ttl then redis.call('EXPIRE', KEYS[2], ttl) end
 return 1
 "#;
 
+const HIT: &str = r#"
+local c = redis.call('INCR', KEYS[1])
+if c == 1 or redis.call('TTL', KEYS[1]) < 0 then redis.call('EXPIRE', KEYS[1], ARGV[1]) end
+return {c, redis.call('TTL', KEYS[1])}
+"#;
+
 const CHECK: &str = r#"
 local v = redis.call('HMGET', KEYS[1], 'login_time', 'expires_at')
 return {v[1] or '', v[2] or '', redis.call('EXISTS', KEYS[2])}
@@ -192,6 +199,7 @@ return out
 
 static CREATE_SCRIPT: OnceLock<Script> = OnceLock::new();
 static CHECK_SCRIPT: OnceLock<Script> = OnceLock::new();
+static HIT_SCRIPT: OnceLock<Script> = OnceLock::new();
 static SESSION_SCRIPT: OnceLock<Script> = OnceLock::new();
 static ROTATE_SCRIPT: OnceLock<Script> = OnceLock::new();
 static LIST_SCRIPT: OnceLock<Script> = OnceLock::new();
@@ -247,6 +255,23 @@ impl RedisSessions {
     /// `<prefix>{u<id>}:`: the start of every key of one user.
     fn base(&self, user_id: i64) -> String {
         format!("{}{{u{user_id}}}:", self.prefix)
+    }
+
+    /// A rate counter's key; the hash tag keeps it whole in one cluster slot.
+    fn rate_key(&self, key: &str) -> String {
+        format!("{}{{rl:{key}}}", self.prefix)
+    }
+
+    /// Runs a command with a deadline; a missed deadline is an outage (fail closed).
+    async fn command<T: redis::FromRedisValue>(&self, cmd: redis::Cmd) -> Result<T, StoreError> {
+        if self.closed.load(Ordering::Relaxed) {
+            return Err(StoreError::Unavailable("session store closed".into()));
+        }
+        let mut conn = self.conn.clone();
+        match tokio::time::timeout(COMMAND_TIMEOUT * 2, cmd.query_async(&mut conn)).await {
+            Ok(result) => result.map_err(classify),
+            Err(_) => Err(StoreError::Unavailable("redis command timed out".into())),
+        }
     }
 
     /// Runs a script with a deadline; a missed deadline is an outage (fail closed).
@@ -455,5 +480,42 @@ mod tests {
             vec!["redis://a:1".to_owned(), "redis://b:2".to_owned()]
         );
         assert_eq!(cluster_nodes("redis://a:1, redis://b:2").unwrap().len(), 2);
+    }
+}
+
+#[async_trait]
+impl RateStore for RedisSessions {
+    async fn hit(&self, key: &str, window: i64, _now: i64) -> Result<Count, StoreError> {
+        let mut inv = script(&HIT_SCRIPT, HIT).prepare_invoke();
+        inv.key(self.rate_key(key)).arg(window.max(1));
+        let (count, ttl): (i64, i64) = self.run(inv).await?;
+        Ok(Count {
+            count: count as u32,
+            reset_in: ttl.max(1),
+        })
+    }
+
+    async fn peek(&self, key: &str, _now: i64) -> Result<Count, StoreError> {
+        let k = self.rate_key(key);
+        let mut cmd = redis::cmd("GET");
+        cmd.arg(&k);
+        let count: Option<i64> = self.command(cmd).await?;
+        let Some(count) = count else {
+            return Ok(Count { count: 0, reset_in: 0 });
+        };
+        let mut ttl = redis::cmd("TTL");
+        ttl.arg(&k);
+        let ttl: i64 = self.command(ttl).await?;
+        Ok(Count {
+            count: count as u32,
+            reset_in: ttl.max(1),
+        })
+    }
+
+    async fn reset(&self, key: &str) -> Result<(), StoreError> {
+        let mut cmd = redis::cmd("DEL");
+        cmd.arg(self.rate_key(key));
+        let _: i64 = self.command(cmd).await?;
+        Ok(())
     }
 }

@@ -11,4 +11,5 @@ mod refresh;
 mod sessions;
 #[path = "../support/mod.rs"]
 mod support;
+mod throttling;
 mod token_attacks;
