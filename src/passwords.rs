@@ -28,6 +28,10 @@ pub const MAX_PASSWORD_BYTES: usize = 1024;
 pub enum PasswordProblem {
     TooShort(usize),
     TooLong,
+    /// Contains the account's own mobile number.
+    ContainsMobile,
+    /// A common password, or one zxcvbn guesses within a million tries.
+    TooCommon,
 }
 
 impl PasswordProblem {
@@ -37,20 +41,59 @@ impl PasswordProblem {
             (PasswordProblem::TooShort(n), Lang::Zh) => format!("密码至少需要 {n} 个字符"),
             (PasswordProblem::TooLong, Lang::En) => format!("password must be at most {MAX_PASSWORD_BYTES} bytes"),
             (PasswordProblem::TooLong, Lang::Zh) => format!("密码不能超过 {MAX_PASSWORD_BYTES} 字节"),
+            (PasswordProblem::ContainsMobile, Lang::En) => "password must not contain your mobile number".into(),
+            (PasswordProblem::ContainsMobile, Lang::Zh) => "密码不能包含手机号码".into(),
+            (PasswordProblem::TooCommon, Lang::En) => "password is too common or too easy to guess".into(),
+            (PasswordProblem::TooCommon, Lang::Zh) => "密码过于常见或容易被猜到".into(),
         }
     }
 }
 
-/// Checks a new password. Length counts Unicode characters (NIST SP 800-63B);
-/// there are no composition rules and nothing is truncated.
-pub fn check_policy(password: &str, min_chars: usize) -> Result<(), PasswordProblem> {
+/// The part of a long password that the strength estimate looks at: zxcvbn's
+/// cost grows with the length, and past this many characters length alone makes
+/// a password strong unless its start is already a weak pattern.
+const STRENGTH_PREFIX_CHARS: usize = 100;
+
+/// Checks a new password (NIST SP 800-63B §5.1.1.2): length in Unicode characters,
+/// at most `MAX_PASSWORD_BYTES`, not the account's own mobile number, not common
+/// or easily guessed (zxcvbn score below 2). No composition rules, no truncation.
+/// `mobile` is the account's E.164 number.
+pub fn check_policy(password: &str, min_chars: usize, mobile: Option<&str>) -> Result<(), PasswordProblem> {
     if password.len() > MAX_PASSWORD_BYTES {
         return Err(PasswordProblem::TooLong);
     }
-    if password.chars().count() < min_chars {
+    let chars = password.chars().count();
+    if chars < min_chars {
         return Err(PasswordProblem::TooShort(min_chars));
     }
+    let mut user_inputs = Vec::new();
+    if let Some(mobile) = mobile {
+        let digits = mobile.trim_start_matches('+');
+        let national = national_number(mobile);
+        for needle in [Some(digits), national.as_deref()].into_iter().flatten() {
+            if needle.len() >= 6 && password.contains(needle) {
+                return Err(PasswordProblem::ContainsMobile);
+            }
+        }
+        user_inputs.push(digits.to_owned());
+        user_inputs.extend(national);
+    }
+    let inputs: Vec<&str> = user_inputs.iter().map(String::as_str).collect();
+    let end = password
+        .char_indices()
+        .nth(STRENGTH_PREFIX_CHARS)
+        .map_or(password.len(), |(i, _)| i);
+    if (zxcvbn::zxcvbn(&password[..end], &inputs).score() as u8) < 2 {
+        return Err(PasswordProblem::TooCommon);
+    }
     Ok(())
+}
+
+/// The national significant number of an E.164 number (`13800000001` of `+8613800000001`).
+fn national_number(e164: &str) -> Option<String> {
+    phonenumber::parse(None, e164)
+        .ok()
+        .map(|n| n.national().value().to_string())
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -170,14 +213,42 @@ mod tests {
 
     #[test]
     fn policy_counts_characters_and_caps_bytes() {
-        assert_eq!(check_policy("short", 8), Err(PasswordProblem::TooShort(8)));
-        assert_eq!(check_policy("密码密码密码密码", 8), Ok(()));
-        assert_eq!(check_policy(&"a".repeat(64), 8), Ok(()));
-        assert_eq!(check_policy(&"a".repeat(MAX_PASSWORD_BYTES), 8), Ok(()));
+        assert_eq!(check_policy("short", 8, None), Err(PasswordProblem::TooShort(8)));
+        assert_eq!(check_policy("长城外古道边芳草碧连天", 8, None), Ok(()));
+        let long = "every good boy deserves fudge, said the walrus to the carpenter ".repeat(16);
+        let long = &long[..MAX_PASSWORD_BYTES];
+        assert_eq!(check_policy(long, 8, None), Ok(()));
+        let longer = format!("{long}x");
+        assert_eq!(check_policy(&longer, 8, None), Err(PasswordProblem::TooLong));
+        assert_eq!(check_policy(&"q7".repeat(40), 8, None), Err(PasswordProblem::TooCommon));
+    }
+
+    #[test]
+    fn policy_refuses_common_passwords_and_the_own_mobile() {
+        for common in [
+            "password",
+            "password123",
+            "12345678",
+            "qwertyuiop",
+            "iloveyou1",
+            "11111111",
+        ] {
+            assert_eq!(
+                check_policy(common, 8, None),
+                Err(PasswordProblem::TooCommon),
+                "{common}"
+            );
+        }
+        let mobile = Some("+8613800000001");
         assert_eq!(
-            check_policy(&"a".repeat(MAX_PASSWORD_BYTES + 1), 8),
-            Err(PasswordProblem::TooLong)
+            check_policy("my13800000001pw", 8, mobile),
+            Err(PasswordProblem::ContainsMobile)
         );
+        assert_eq!(
+            check_policy("x8613800000001", 8, mobile),
+            Err(PasswordProblem::ContainsMobile)
+        );
+        assert_eq!(check_policy("correct horse battery staple", 8, mobile), Ok(()));
     }
 
     #[test]

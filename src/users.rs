@@ -30,15 +30,16 @@ pub fn normalize_mobile(state: &AppState, raw: &str) -> Result<String, ApiError>
     crate::phone::normalize(raw, state.config.default_region).ok_or(ApiError::InvalidParams(BadInput::Mobile))
 }
 
-fn check_new_password(state: &AppState, password: &str) -> Result<(), ApiError> {
-    passwords::check_policy(password, state.config.password_min_length).map_err(ApiError::WeakPassword)
+/// The password policy for a new password of the account with this (E.164) mobile.
+fn check_new_password(state: &AppState, password: &str, mobile: &str) -> Result<(), ApiError> {
+    passwords::check_policy(password, state.config.password_min_length, Some(mobile)).map_err(ApiError::WeakPassword)
 }
 
 /// Creates an account with the `viewer` role; returns its id.
 pub async fn register(state: &AppState, mobile: &str, password: String, meta: &RequestMeta) -> Result<i64, ApiError> {
     ratelimit::register_attempt(state, meta).await?;
     let mobile = normalize_mobile(state, mobile)?;
-    check_new_password(state, &password)?;
+    check_new_password(state, &password, &mobile)?;
     let hash = state.hasher.hash(password).await?;
     let user_id = state
         .users
@@ -196,8 +197,8 @@ pub async fn change_password(
     new_password: String,
     meta: &RequestMeta,
 ) -> Result<(), ApiError> {
-    check_new_password(state, &new_password)?;
     let user = state.users.find_by_id(who.user_id).await?.ok_or(ApiError::NotFound)?;
+    check_new_password(state, &new_password, &user.mobile)?;
     if !state.hasher.verify(old_password, Some(user.password_hash)).await? {
         let e = AuditEvent::denied(
             Event::PasswordChanged,
@@ -279,7 +280,7 @@ pub async fn set_password(
     password: String,
     meta: &RequestMeta,
 ) -> Result<usize, ApiError> {
-    check_new_password(state, &password)?;
+    check_new_password(state, &password, &user.mobile)?;
     let hash = state.hasher.hash(password).await?;
     let n = apply(
         state,

@@ -468,21 +468,6 @@ impl SessionStore for RedisSessions {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::cluster_nodes;
-
-    #[test]
-    fn cluster_urls() {
-        assert_eq!(cluster_nodes("redis://127.0.0.1:6379"), None);
-        assert_eq!(
-            cluster_nodes("redis+cluster://a:1,b:2").unwrap(),
-            vec!["redis://a:1".to_owned(), "redis://b:2".to_owned()]
-        );
-        assert_eq!(cluster_nodes("redis://a:1, redis://b:2").unwrap().len(), 2);
-    }
-}
-
 #[async_trait]
 impl RateStore for RedisSessions {
     async fn hit(&self, key: &str, window: i64, _now: i64) -> Result<Count, StoreError> {
@@ -517,5 +502,20 @@ impl RateStore for RedisSessions {
         cmd.arg(self.rate_key(key));
         let _: i64 = self.command(cmd).await?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::cluster_nodes;
+
+    #[test]
+    fn cluster_urls() {
+        assert_eq!(cluster_nodes("redis://127.0.0.1:6379"), None);
+        assert_eq!(
+            cluster_nodes("redis+cluster://a:1,b:2").unwrap(),
+            vec!["redis://a:1".to_owned(), "redis://b:2".to_owned()]
+        );
+        assert_eq!(cluster_nodes("redis://a:1, redis://b:2").unwrap().len(), 2);
     }
 }

@@ -69,8 +69,24 @@ async fn registration_errors() {
     let long = "x".repeat(1025);
     assert_error(app.register("13800000003", &long).await, 400, "weak_password").await;
     // 64 characters and any Unicode are fine.
-    assert_ok(app.register("13800000004", &"密".repeat(64)).await, 201).await;
-    assert_ok(app.login_raw("13800000004", &"密".repeat(64)).await, 200).await;
+    let unicode: String = "长城外古道边芳草碧连天晚风拂柳笛声残夕阳山外山"
+        .chars()
+        .cycle()
+        .take(64)
+        .collect();
+    assert_eq!(unicode.chars().count(), 64);
+    assert_ok(app.register("13800000004", &unicode).await, 201).await;
+    assert_ok(app.login_raw("13800000004", &unicode).await, 200).await;
+    // Common passwords and the own mobile number are refused, with the reason.
+    let body = assert_error(app.register("13800000008", "password123").await, 400, "weak_password").await;
+    assert!(body["msg"].as_str().unwrap().contains("common"), "{body}");
+    let body = assert_error(
+        app.register("13800000008", "pw-13800000008-x").await,
+        400,
+        "weak_password",
+    )
+    .await;
+    assert!(body["msg"].as_str().unwrap().contains("mobile"), "{body}");
     app.stop().await;
 }
 
