@@ -167,6 +167,9 @@ pub enum UserCommand {
     Enable { mobile: String },
     /// One line per user.
     List,
+    /// Import users from the original Flask schema (table user_login) in a SQLite
+    /// file or a PostgreSQL database; keeps ids and hashes; safe to run again.
+    Import { url: String },
 }
 
 #[derive(Subcommand, Debug)]
@@ -315,6 +318,14 @@ async fn user(state: &AppState, cmd: UserCommand) -> Result<(), Refused> {
             let u = existing(state, &mobile).await?;
             users::set_disabled(state, &u, false, &meta).await?;
             println!("user {} enabled", u.user_id);
+        }
+        UserCommand::Import { url } => {
+            let summary =
+                crate::import::import(state, &url, |done, total| eprintln!("import: {done}/{total} rows read")).await?;
+            println!(
+                "imported {}, skipped {} (already present), invalid {}",
+                summary.imported, summary.skipped, summary.invalid
+            );
         }
         UserCommand::List => {
             for u in state.users.list().await.map_err(ApiError::from)? {

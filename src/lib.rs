@@ -13,6 +13,8 @@ pub mod error;
 pub mod http;
 pub mod i18n;
 pub mod identify;
+pub mod import;
+pub mod legacy_hashes;
 pub mod passwords;
 pub mod phone;
 pub mod ratelimit;

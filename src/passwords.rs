@@ -137,13 +137,24 @@ pub fn hash_blocking(password: &[u8]) -> Result<String, HashError> {
         .map_err(|e| HashError::Failed(e.to_string()))
 }
 
-/// Verifies against a stored PHC string (blocking); the comparison inside is
-/// constant-time. An unparsable stored hash verifies nothing.
+/// Verifies against a stored hash (blocking): Argon2 of any parameters, or one of
+/// the legacy formats of `legacy_hashes.rs`. Comparisons are constant-time. An
+/// unparsable stored hash verifies nothing.
 pub fn verify_blocking(password: &[u8], stored: &str) -> bool {
+    if !stored.starts_with("$argon2") {
+        return crate::legacy_hashes::verify(password, stored);
+    }
     match PasswordHash::new(stored) {
         Ok(parsed) => Argon2::default().verify_password(password, &parsed).is_ok(),
         Err(_) => false,
     }
+}
+
+/// True unless `stored` is Argon2id with the current parameters: after a
+/// successful login such a hash is replaced.
+pub fn needs_rehash(stored: &str) -> bool {
+    let current = format!("$argon2id$v=19$m={M_COST_KIB},t={T_COST},p={P_COST}$");
+    !stored.starts_with(&current)
 }
 
 impl Hasher {
@@ -258,6 +269,18 @@ mod tests {
         assert!(verify_blocking(b"correct horse", &h));
         assert!(!verify_blocking(b"correct hors", &h));
         assert!(!verify_blocking(b"x", "not a hash"));
+        assert!(!needs_rehash(&h));
+        // Argon2 with older parameters still verifies, and is due for a rehash.
+        let old = Argon2::new(
+            Algorithm::Argon2i,
+            Version::V0x13,
+            Params::new(4096, 3, 1, None).unwrap(),
+        )
+        .hash_password(b"correct horse", &SaltString::encode_b64(&[1u8; 16]).unwrap())
+        .unwrap()
+        .to_string();
+        assert!(verify_blocking(b"correct horse", &old));
+        assert!(needs_rehash(&old));
     }
 
     #[tokio::test]

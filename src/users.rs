@@ -82,6 +82,11 @@ pub async fn login(
     let user = state.users.find_by_mobile(&mobile).await?;
     let stored = user.as_ref().map(|u| u.password_hash.clone());
     let user_id = user.as_ref().map(|u| u.user_id);
+    // A legacy or outdated hash is replaced once the password has been proven.
+    let rehash = stored
+        .as_deref()
+        .filter(|h| passwords::needs_rehash(h))
+        .map(|_| password.clone());
     let verified = state.hasher.verify(password, stored).await?;
     let user = match user {
         Some(u) if verified => u,
@@ -99,10 +104,15 @@ pub async fn login(
         state.audit.record(e).await;
         return Err(ApiError::AccountDisabled);
     }
+    let old_hash = user.password_hash.clone();
     let (session, refresh) = {
         let (state, meta) = (state.clone(), meta.clone());
         detached(async move { open_checked(&state, user, device, &meta).await }).await?
     };
+    if let Some(password) = rehash {
+        let state = state.clone();
+        detached(async move { upgrade_hash(&state, session.user_id, &old_hash, password).await }).await;
+    }
     let claims = state.keys.claims_for(
         session.user_id,
         &session.session_id,
@@ -118,6 +128,24 @@ pub async fn login(
         refresh_token: refresh.encode(),
         refresh_expires_in: session.expires_at - session.login_time,
     })
+}
+
+/// Replaces a proven password's legacy or outdated hash with a current Argon2id one.
+/// Best effort: the login has succeeded either way, and the next one tries again.
+async fn upgrade_hash(state: &AppState, user_id: i64, old_hash: &str, password: String) {
+    let result = match state.hasher.hash(password).await {
+        Ok(new_hash) => state
+            .users
+            .replace_password_hash(user_id, old_hash, &new_hash)
+            .await
+            .map_err(ApiError::from),
+        Err(e) => Err(e.into()),
+    };
+    match result {
+        Ok(true) => tracing::info!(user_id, "password hash upgraded to the current Argon2id parameters"),
+        Ok(false) => {} // changed meanwhile: the newer hash stands
+        Err(e) => tracing::warn!(user_id, error = %e, "password hash upgrade deferred"),
+    }
 }
 
 /// Opens a session for a user whose password was just verified, then reads the

@@ -92,6 +92,13 @@ pub trait UserStore: Send + Sync {
     /// False when there is no such user.
     async fn set_password_hash(&self, user_id: i64, hash: &str) -> Result<bool, StoreError>;
     async fn set_disabled(&self, user_id: i64, disabled: bool) -> Result<bool, StoreError>;
+    /// Replaces the hash only while it is still `expected`, so that a rehash at login
+    /// cannot undo a password change made meanwhile.
+    async fn replace_password_hash(&self, user_id: i64, expected: &str, new: &str) -> Result<bool, StoreError>;
+    /// Inserts a user keeping its id and hash; false when the id or the mobile exists.
+    async fn import(&self, user: &UserRecord) -> Result<bool, StoreError>;
+    /// After imports with explicit ids: new ids continue above the largest.
+    async fn finish_import(&self) -> Result<(), StoreError>;
     async fn record_login(&self, user_id: i64, at: i64) -> Result<(), StoreError>;
     /// Every user, by id.
     async fn list(&self) -> Result<Vec<UserRecord>, StoreError>;

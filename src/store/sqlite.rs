@@ -101,6 +101,36 @@ impl UserStore for SqliteUsers {
         Ok(done.rows_affected() == 1)
     }
 
+    async fn replace_password_hash(&self, user_id: i64, expected: &str, new: &str) -> Result<bool, StoreError> {
+        let done = sqlx::query("UPDATE users SET password_hash = ? WHERE user_id = ? AND password_hash = ?")
+            .bind(new)
+            .bind(user_id)
+            .bind(expected)
+            .execute(self.counted())
+            .await
+            .map_err(classify)?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn import(&self, u: &UserRecord) -> Result<bool, StoreError> {
+        let roles = serde_json::to_string(&u.roles).map_err(|e| StoreError::Other(e.into()))?;
+        let done = sqlx::query(
+            "INSERT INTO users (user_id, mobile, password_hash, roles, disabled, created_at, last_login) \
+             VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+        )
+        .bind(u.user_id)
+        .bind(&u.mobile)
+        .bind(&u.password_hash)
+        .bind(roles)
+        .bind(u.disabled)
+        .bind(u.created_at)
+        .bind(u.last_login)
+        .execute(self.counted())
+        .await
+        .map_err(classify)?;
+        Ok(done.rows_affected() == 1)
+    }
+
     async fn record_login(&self, user_id: i64, at: i64) -> Result<(), StoreError> {
         sqlx::query("UPDATE users SET last_login = ? WHERE user_id = ?")
             .bind(at)
@@ -117,6 +147,11 @@ impl UserStore for SqliteUsers {
             .await
             .map_err(classify)?;
         rows.iter().map(record).collect()
+    }
+
+    async fn finish_import(&self) -> Result<(), StoreError> {
+        // AUTOINCREMENT already continues above the largest id ever inserted.
+        Ok(())
     }
 
     async fn ping(&self) -> Result<(), StoreError> {
