@@ -57,6 +57,9 @@ pub struct Settings {
     /// File holding the signing secret.
     #[arg(long, env = "PASSPORT_SECRET_KEY_FILE", global = true)]
     secret_key_file: Option<String>,
+    /// Directory of <kid>.key files: the key ring; the greatest kid signs.
+    #[arg(long, env = "PASSPORT_SECRET_KEYS_DIR", global = true)]
+    secret_keys_dir: Option<String>,
     #[arg(long, env = "PASSPORT_ISSUER", global = true)]
     issuer: Option<String>,
     /// Access token lifetime, seconds.
@@ -117,6 +120,7 @@ impl Settings {
             ("redis_prefix", &self.redis_prefix),
             ("secret_key", &self.secret_key),
             ("secret_key_file", &self.secret_key_file),
+            ("secret_keys_dir", &self.secret_keys_dir),
             ("issuer", &self.issuer),
             ("access_ttl", &self.access_ttl),
             ("refresh_ttl", &self.refresh_ttl),

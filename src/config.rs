@@ -25,6 +25,7 @@ pub const KEYS: &[&str] = &[
     "redis_prefix",
     "secret_key",
     "secret_key_file",
+    "secret_keys_dir",
     "issuer",
     "access_ttl",
     "refresh_ttl",
@@ -137,6 +138,8 @@ pub struct Config {
     pub redis_url: Option<StoreUrl>,
     pub redis_prefix: String,
     pub secret: SecretSource,
+    /// A directory of `<kid>.key` files: the key ring (see `tokens.rs`).
+    pub secret_keys_dir: Option<PathBuf>,
     pub issuer: String,
     pub access_ttl: u64,
     pub refresh_ttl: u64,
@@ -318,6 +321,8 @@ impl Config {
             (None, None) => SecretSource::Generated,
         };
 
+        let secret_keys_dir = src.get("secret_keys_dir").filter(|d| !d.is_empty()).map(PathBuf::from);
+
         let issuer = src.get("issuer").unwrap_or("passport").to_owned();
         if issuer.is_empty() {
             return Err(ConfigError::new("issuer", "must not be empty"));
@@ -413,6 +418,7 @@ impl Config {
             redis_url,
             redis_prefix,
             secret,
+            secret_keys_dir,
             issuer,
             access_ttl,
             refresh_ttl,

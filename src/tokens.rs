@@ -151,36 +151,99 @@ fn load_or_generate(data_dir: &Path) -> anyhow::Result<Vec<u8>> {
     read_key_file(&path)
 }
 
+/// Longest kid accepted from a key file name.
+const MAX_KID_LEN: usize = 64;
+
+/// The `<kid>.key` files of a key directory, greatest kid first.
+fn read_key_dir(dir: &Path) -> anyhow::Result<Vec<(String, Vec<u8>)>> {
+    let entries = std::fs::read_dir(dir)
+        .map_err(|e| anyhow::anyhow!("cannot read PASSPORT_SECRET_KEYS_DIR {}: {e}", dir.display()))?;
+    let mut keys = Vec::new();
+    for entry in entries {
+        let path = entry?.path();
+        let Some(kid) = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .and_then(|n| n.strip_suffix(".key"))
+        else {
+            continue;
+        };
+        let kid_ok = !kid.is_empty()
+            && kid.len() <= MAX_KID_LEN
+            && kid
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
+        if !kid_ok {
+            anyhow::bail!(
+                "key file {}: a kid is 1-{MAX_KID_LEN} of A-Z a-z 0-9 - _ .",
+                path.display()
+            );
+        }
+        let secret = read_key_file(&path)?;
+        if secret.len() < MIN_SECRET_LEN {
+            anyhow::bail!(
+                "key file {}: a secret must be at least {MIN_SECRET_LEN} bytes",
+                path.display()
+            );
+        }
+        keys.push((kid.to_owned(), secret));
+    }
+    if keys.is_empty() {
+        anyhow::bail!("PASSPORT_SECRET_KEYS_DIR {} holds no <kid>.key file", dir.display());
+    }
+    keys.sort_by(|a, b| b.0.cmp(&a.0));
+    Ok(keys)
+}
+
 impl KeyRing {
     /// The key ring the configuration names (generating the secret if need be).
+    /// The key ring the configuration names. With `PASSPORT_SECRET_KEYS_DIR`, every
+    /// `<kid>.key` file in it is a key and the greatest kid signs (name them by date);
+    /// a secret given as well (`PASSPORT_SECRET_KEY[_FILE]`) still verifies, so moving
+    /// to a ring logs nobody out. Without it, the one secret (given or generated) signs.
     pub fn load(config: &Config) -> anyhow::Result<KeyRing> {
-        let secret = match &config.secret {
-            SecretSource::Inline(bytes) => bytes.clone(),
-            SecretSource::File(path) => read_key_file(path)?,
-            SecretSource::Generated => load_or_generate(&config.data_dir)?,
+        let mut keys = match &config.secret_keys_dir {
+            Some(dir) => read_key_dir(dir)?,
+            None => Vec::new(),
         };
-        if secret.len() < MIN_SECRET_LEN {
-            anyhow::bail!("the signing secret must be at least {MIN_SECRET_LEN} bytes");
+        let single = match &config.secret {
+            SecretSource::Inline(bytes) => Some(bytes.clone()),
+            SecretSource::File(path) => Some(read_key_file(path)?),
+            SecretSource::Generated if keys.is_empty() => Some(load_or_generate(&config.data_dir)?),
+            SecretSource::Generated => None,
+        };
+        if let Some(secret) = single {
+            if secret.len() < MIN_SECRET_LEN {
+                anyhow::bail!("the signing secret must be at least {MIN_SECRET_LEN} bytes");
+            }
+            keys.push((kid_of(&secret), secret));
         }
-        Ok(KeyRing::new(
-            &[secret],
+        Ok(KeyRing::with_kids(
+            keys,
             config.issuer.clone(),
             config.leeway,
             config.access_ttl,
         ))
     }
 
-    /// A ring of raw secrets, newest first.
+    /// A ring of raw secrets, newest first, each named by a kid derived from it.
     pub fn new(secrets: &[Vec<u8>], issuer: String, leeway: u64, access_ttl: u64) -> KeyRing {
+        let keys = secrets.iter().map(|s| (kid_of(s), s.clone())).collect();
+        KeyRing::with_kids(keys, issuer, leeway, access_ttl)
+    }
+
+    /// A ring of `(kid, secret)`, the first signing. Panics on an empty ring.
+    pub fn with_kids(named: Vec<(String, Vec<u8>)>, issuer: String, leeway: u64, access_ttl: u64) -> KeyRing {
+        assert!(!named.is_empty(), "a key ring needs a key");
         let refresh_key = {
-            let mut mac = <hmac::Hmac<Sha256> as hmac::Mac>::new_from_slice(&secrets[0]).expect("any key length");
+            let mut mac = <hmac::Hmac<Sha256> as hmac::Mac>::new_from_slice(&named[0].1).expect("any key length");
             hmac::Mac::update(&mut mac, b"passport refresh successor v1");
             hmac::Mac::finalize(mac).into_bytes().into()
         };
-        let keys = secrets
+        let keys = named
             .iter()
-            .map(|s| Key {
-                kid: kid_of(s),
+            .map(|(kid, s)| Key {
+                kid: kid.clone(),
                 encoding: EncodingKey::from_secret(s),
                 decoding: DecodingKey::from_secret(s),
             })

@@ -7,6 +7,7 @@ mod envelope;
 mod flows;
 mod helpers;
 mod identify_cost;
+mod keyring;
 mod legacy;
 mod refresh;
 mod sessions;
