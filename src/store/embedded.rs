@@ -26,8 +26,17 @@ pub struct Tombstone {
 /// One user's stored state, as the cache reloads it.
 #[derive(Clone, Debug, Default)]
 pub struct UserSessions {
-    pub sessions: Vec<Session>,
+    pub sessions: Vec<LiveEntry>,
     pub tombstones: Vec<Tombstone>,
+}
+
+/// What the memory cache holds of a live session: only what identify needs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LiveEntry {
+    pub session_id: SessionId,
+    pub user_id: i64,
+    pub login_time: i64,
+    pub expires_at: i64,
 }
 
 /// Change-log rows older than this are pruned; a follower further behind reloads everything.
@@ -105,42 +114,54 @@ impl EmbeddedSessions {
         self.stats.clone()
     }
 
-    /// Every live session and tombstone (the cache's starting point).
-    pub async fn load_all(&self, now: i64) -> Result<UserSessions, StoreError> {
-        let sessions = sqlx::query(&format!(
-            "SELECT {SESSION_COLUMNS} FROM sessions WHERE expires_at > ? ORDER BY id"
+    /// Live sessions (narrowly: only what the cache keeps) and tombstones, of every
+    /// user or of one.
+    async fn load(&self, user_id: Option<i64>, now: i64) -> Result<UserSessions, StoreError> {
+        let filter = if user_id.is_some() {
+            "AND user_id = ?"
+        } else {
+            "AND ? IS NULL"
+        };
+        let sessions: Vec<(Vec<u8>, i64, i64, i64)> = sqlx::query_as(&format!(
+            "SELECT session_id, user_id, login_time, expires_at FROM sessions WHERE expires_at > ? {filter}"
         ))
         .bind(now)
+        .bind(user_id)
         .fetch_all(&self.pool)
         .await
         .map_err(classify)?;
-        let tombstones =
-            sqlx::query("SELECT session_id, user_id, expires_at FROM session_tombstones WHERE expires_at > ?")
-                .bind(now)
-                .fetch_all(&self.pool)
-                .await
-                .map_err(classify)?;
+        let tombstones = sqlx::query(&format!(
+            "SELECT session_id, user_id, expires_at FROM session_tombstones WHERE expires_at > ? {filter}"
+        ))
+        .bind(now)
+        .bind(user_id)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(classify)?;
         Ok(UserSessions {
-            sessions: sessions.iter().map(session).collect::<Result<_, _>>()?,
+            sessions: sessions
+                .into_iter()
+                .filter_map(|(sid, user_id, login_time, expires_at)| {
+                    Some(LiveEntry {
+                        session_id: SessionId::from_slice(&sid)?,
+                        user_id,
+                        login_time,
+                        expires_at,
+                    })
+                })
+                .collect(),
             tombstones: tombstones.iter().map(tombstone).collect::<Result<_, _>>()?,
         })
     }
 
+    /// Every live session and tombstone (the cache's starting point).
+    pub async fn load_all(&self, now: i64) -> Result<UserSessions, StoreError> {
+        self.load(None, now).await
+    }
+
     /// One user's live sessions and tombstones.
     pub async fn load_user(&self, user_id: i64, now: i64) -> Result<UserSessions, StoreError> {
-        let sessions = self.list(user_id, now).await?;
-        let tombstones = sqlx::query(
-            "SELECT session_id, user_id, expires_at FROM session_tombstones WHERE user_id = ? AND expires_at > ?",
-        )
-        .bind(user_id)
-        .bind(now)
-        .fetch_all(&self.pool)
-        .await
-        .map_err(classify)?;
-        Ok(UserSessions {
-            sessions,
-            tombstones: tombstones.iter().map(tombstone).collect::<Result<_, _>>()?,
-        })
+        self.load(Some(user_id), now).await
     }
 
     /// The newest change-log position.
