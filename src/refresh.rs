@@ -17,7 +17,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use hmac::{Hmac, Mac};
 use serde::Serialize;
-use sha2::{Digest, Sha256};
+use sha2::Sha256;
 use subtle::ConstantTimeEq;
 
 use crate::app::AppState;
@@ -89,9 +89,20 @@ impl RefreshToken {
         )
     }
 
-    /// What the store keeps instead of the token.
-    pub fn digest(&self) -> [u8; 32] {
-        Sha256::digest(self.encode().as_bytes()).into()
+    /// What the store keeps instead of the token: an HMAC under a server key, so
+    /// that someone able to write to the session store still cannot plant a digest
+    /// of a token of their own making.
+    pub fn digest(&self, key: &[u8; 32]) -> [u8; 32] {
+        let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(key).expect("HMAC takes any key length");
+        mac.update(b"digest\0");
+        mac.update(self.encode().as_bytes());
+        mac.finalize().into_bytes().into()
+    }
+
+    /// True when `stored` is this token's digest under any key of the ring (a
+    /// digest written before a key was added still matches).
+    fn matches(&self, keys: &[[u8; 32]], stored: &[u8; 32]) -> bool {
+        keys.iter().any(|k| same(&self.digest(k), stored))
     }
 
     /// The token that replaces this one at rotation.
@@ -123,6 +134,7 @@ pub struct Refreshed {
 pub async fn refresh(state: &AppState, presented: &str, meta: &RequestMeta) -> Result<Refreshed, ApiError> {
     let token = RefreshToken::parse(presented).ok_or(ApiError::InvalidRefreshToken)?;
     let key = state.keys.refresh_key();
+    let digest_keys = state.keys.refresh_digest_keys();
     let refused = |err: ApiError| {
         let e = AuditEvent::denied(Event::Refresh, meta, "refresh refused", err.code())
             .user(token.user_id)
@@ -145,13 +157,13 @@ pub async fn refresh(state: &AppState, presented: &str, meta: &RequestMeta) -> R
         };
         let current = session.refresh;
         if token.generation == current.generation {
-            if !same(&token.digest(), &current.digest) {
+            if !token.matches(&digest_keys, &current.digest) {
                 return refused(ApiError::InvalidRefreshToken).await;
             }
             let next = token.successor(&key);
             let expires_at = now + state.config.refresh_ttl as i64;
             let stored = RefreshState {
-                digest: next.digest(),
+                digest: next.digest(&digest_keys[0]),
                 generation: next.generation,
                 rotated_at: now,
             };
@@ -172,7 +184,7 @@ pub async fn refresh(state: &AppState, presented: &str, meta: &RequestMeta) -> R
         for _ in 0..behind {
             walked = walked.successor(&key);
         }
-        if !same(&walked.digest(), &current.digest) {
+        if !walked.matches(&digest_keys, &current.digest) {
             return refused(ApiError::InvalidRefreshToken).await;
         }
         let grace = state.config.refresh_grace as i64;

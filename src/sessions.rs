@@ -30,7 +30,7 @@ pub async fn open(
         device,
         ip: meta.ip.clone(),
         refresh: RefreshState {
-            digest: refresh.digest(),
+            digest: refresh.digest(&state.keys.refresh_digest_keys()[0]),
             generation: refresh.generation,
             rotated_at: 0,
         },

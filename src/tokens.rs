@@ -82,6 +82,8 @@ pub struct KeyRing {
     keys: Vec<Key>,
     /// Derives refresh-token successors (see `refresh.rs`); from the current key.
     refresh_key: [u8; 32],
+    /// Keys the stored refresh-token digests, one per ring key, current first.
+    refresh_digest_keys: Vec<[u8; 32]>,
     issuer: String,
     leeway: i64,
     access_ttl: i64,
@@ -235,11 +237,16 @@ impl KeyRing {
     /// A ring of `(kid, secret)`, the first signing. Panics on an empty ring.
     pub fn with_kids(named: Vec<(String, Vec<u8>)>, issuer: String, leeway: u64, access_ttl: u64) -> KeyRing {
         assert!(!named.is_empty(), "a key ring needs a key");
-        let refresh_key = {
-            let mut mac = <hmac::Hmac<Sha256> as hmac::Mac>::new_from_slice(&named[0].1).expect("any key length");
-            hmac::Mac::update(&mut mac, b"passport refresh successor v1");
+        let derive = |secret: &[u8], label: &[u8]| -> [u8; 32] {
+            let mut mac = <hmac::Hmac<Sha256> as hmac::Mac>::new_from_slice(secret).expect("any key length");
+            hmac::Mac::update(&mut mac, label);
             hmac::Mac::finalize(mac).into_bytes().into()
         };
+        let refresh_key = derive(&named[0].1, b"passport refresh successor v1");
+        let refresh_digest_keys = named
+            .iter()
+            .map(|(_, s)| derive(s, b"passport refresh digest v1"))
+            .collect();
         let keys = named
             .iter()
             .map(|(kid, s)| Key {
@@ -259,6 +266,7 @@ impl KeyRing {
         validation.leeway = 0;
         KeyRing {
             refresh_key,
+            refresh_digest_keys,
             keys,
             issuer,
             leeway: leeway as i64,
@@ -273,6 +281,10 @@ impl KeyRing {
 
     pub fn refresh_key(&self) -> [u8; 32] {
         self.refresh_key
+    }
+
+    pub fn refresh_digest_keys(&self) -> Vec<[u8; 32]> {
+        self.refresh_digest_keys.clone()
     }
 
     pub fn access_ttl(&self) -> i64 {

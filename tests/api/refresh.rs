@@ -149,3 +149,48 @@ async fn refresh_of_an_ended_session_is_invalid() {
     .await;
     app.stop().await;
 }
+
+#[tokio::test]
+async fn a_digest_planted_in_the_session_store_mints_nothing() {
+    use passport::refresh::RefreshToken;
+    use passport::store::{RefreshState, Session, SessionId};
+    use sha2::Digest;
+    let app = spawn_app_with(&[("max_sessions", "5")]).await;
+    let user_id = app.signup_and_login("13800000105").await["user_id"].as_i64().unwrap();
+    let now = passport::clock::now();
+    let policy = app.state.session_policy();
+    let plant = |token: &RefreshToken, digest: [u8; 32]| Session {
+        session_id: token.session_id,
+        user_id,
+        login_time: now,
+        created_at: now,
+        expires_at: now + 3600,
+        device: None,
+        ip: None,
+        refresh: RefreshState {
+            digest,
+            generation: 0,
+            rotated_at: 0,
+        },
+    };
+    // Someone with write access to the store, but not the server key, plants a session
+    // with the plain hash of a refresh token of their own making.
+    let forged = RefreshToken::first(user_id, SessionId::random());
+    let plain: [u8; 32] = sha2::Sha256::digest(forged.encode().as_bytes()).into();
+    app.state
+        .sessions
+        .create(&plant(&forged, plain), &policy, now)
+        .await
+        .unwrap();
+    assert_error(refresh(&app, &forged.encode()).await, 401, "invalid_refresh_token").await;
+    // The same with the server's keyed digest is what a real session holds (control).
+    let real = RefreshToken::first(user_id, SessionId::random());
+    let keyed = real.digest(&app.state.keys.refresh_digest_keys()[0]);
+    app.state
+        .sessions
+        .create(&plant(&real, keyed), &policy, now)
+        .await
+        .unwrap();
+    assert_ok(refresh(&app, &real.encode()).await, 200).await;
+    app.stop().await;
+}
