@@ -11,6 +11,7 @@ use tokio::net::TcpListener;
 use crate::audit::Audit;
 use crate::config::Config;
 use crate::passwords::Hasher;
+use crate::profiles::Profiles;
 use crate::store::{self, Mode, RateStore, SessionPolicy, SessionStore, StoreStats, UserStore};
 use crate::tokens::KeyRing;
 
@@ -23,6 +24,7 @@ pub struct Services {
     pub keys: KeyRing,
     pub hasher: Hasher,
     pub audit: Audit,
+    pub profiles: Profiles,
 }
 
 /// Shared by every request; cheap to clone.
@@ -55,6 +57,7 @@ impl AppState {
             keys,
             hasher,
             audit,
+            profiles: Profiles::default(),
         })))
     }
 

@@ -17,6 +17,7 @@ pub mod import;
 pub mod legacy_hashes;
 pub mod passwords;
 pub mod phone;
+pub mod profiles;
 pub mod ratelimit;
 pub mod refresh;
 pub mod sessions;

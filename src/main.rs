@@ -6,6 +6,11 @@ use clap::Parser;
 use passport::cli::{self, Cli};
 use tracing_subscriber::EnvFilter;
 
+// glibc's allocator spends a fifth of a busy server's CPU in malloc/free under two
+// worker threads (BENCHMARKS.md); mimalloc's per-thread heaps do not.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();

@@ -9,8 +9,10 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
-use argon2::{Algorithm, Argon2, Params, Version};
+use argon2::password_hash::{Output, ParamsString, PasswordHash, SaltString};
+use argon2::{Algorithm, Argon2, Block, Params, Version};
+use parking_lot::Mutex;
+use subtle::ConstantTimeEq;
 use tokio::sync::Semaphore;
 
 use crate::i18n::Lang;
@@ -119,35 +121,106 @@ struct Inner {
     /// costs the same as verifying a wrong password of a real user.
     dummy_hash: String,
     jobs: AtomicU64,
+    /// Argon2 working memory, one per running job at most (`workers` bounds them).
+    memory: Mutex<Vec<HashMemory>>,
 }
 
 fn argon2() -> Argon2<'static> {
-    let params = Params::new(M_COST_KIB, T_COST, P_COST, None).expect("constant Argon2 parameters are valid");
-    Argon2::new(Algorithm::Argon2id, Version::V0x13, params)
+    Argon2::new(Algorithm::Argon2id, Version::V0x13, current_params())
+}
+
+fn current_params() -> Params {
+    Params::new(M_COST_KIB, T_COST, P_COST, None).expect("constant Argon2 parameters are valid")
+}
+
+/// The working memory of one Argon2 computation at the current parameters
+/// (19 MiB), kept between hashes. A fresh one per hash means mapping and zeroing
+/// 19 MiB each time, a tenth of login throughput (BENCHMARKS.md); Argon2 writes
+/// every block before it reads it, so reused memory needs no clearing.
+#[derive(Default)]
+pub struct HashMemory(Vec<Block>);
+
+impl HashMemory {
+    /// Blocks for `params` when they are the current parameters; `None` for any
+    /// other (a legacy hash, verified once with memory of its own, then rehashed).
+    fn for_params(&mut self, params: &Params) -> Option<&mut [Block]> {
+        let current = current_params();
+        if (params.m_cost(), params.t_cost(), params.p_cost()) != (current.m_cost(), current.t_cost(), current.p_cost())
+        {
+            return None;
+        }
+        let blocks = M_COST_KIB as usize;
+        if self.0.len() != blocks {
+            self.0 = vec![Block::default(); blocks];
+        }
+        Some(&mut self.0)
+    }
 }
 
 /// Hashes with the current parameters and a fresh 128-bit salt (blocking).
 pub fn hash_blocking(password: &[u8]) -> Result<String, HashError> {
+    hash_with(&mut HashMemory::default(), password)
+}
+
+/// `hash_blocking` in reused memory.
+pub fn hash_with(memory: &mut HashMemory, password: &[u8]) -> Result<String, HashError> {
+    let failed = |e: &dyn std::fmt::Display| HashError::Failed(e.to_string());
     let mut salt = [0u8; 16];
-    getrandom::fill(&mut salt).map_err(|e| HashError::Failed(e.to_string()))?;
-    let salt = SaltString::encode_b64(&salt).map_err(|e| HashError::Failed(e.to_string()))?;
-    argon2()
-        .hash_password(password, &salt)
-        .map(|h| h.to_string())
-        .map_err(|e| HashError::Failed(e.to_string()))
+    getrandom::fill(&mut salt).map_err(|e| failed(&e))?;
+    let salt_b64 = SaltString::encode_b64(&salt).map_err(|e| failed(&e))?;
+    let a = argon2();
+    let blocks = memory.for_params(a.params()).expect("the current parameters");
+    let mut out = [0u8; Params::DEFAULT_OUTPUT_LEN];
+    a.hash_password_into_with_memory(password, &salt, &mut out, blocks)
+        .map_err(|e| failed(&e))?;
+    let phc = PasswordHash {
+        algorithm: Algorithm::Argon2id.ident(),
+        version: Some(Version::V0x13.into()),
+        params: ParamsString::try_from(a.params()).map_err(|e| failed(&e))?,
+        salt: Some(salt_b64.as_salt()),
+        hash: Some(Output::new(&out).map_err(|e| failed(&e))?),
+    };
+    Ok(phc.to_string())
 }
 
 /// Verifies against a stored hash (blocking): Argon2 of any parameters, or one of
 /// the legacy formats of `legacy_hashes.rs`. Comparisons are constant-time. An
 /// unparsable stored hash verifies nothing.
 pub fn verify_blocking(password: &[u8], stored: &str) -> bool {
+    verify_with(&mut HashMemory::default(), password, stored)
+}
+
+/// `verify_blocking` in reused memory.
+pub fn verify_with(memory: &mut HashMemory, password: &[u8], stored: &str) -> bool {
     if !stored.starts_with("$argon2") {
         return crate::legacy_hashes::verify(password, stored);
     }
-    match PasswordHash::new(stored) {
-        Ok(parsed) => Argon2::default().verify_password(password, &parsed).is_ok(),
-        Err(_) => false,
-    }
+    verify_argon2(memory, password, stored).unwrap_or(false)
+}
+
+/// What `PasswordVerifier::verify_password` does, with the memory supplied: the
+/// algorithm, version, parameters and salt come from the stored PHC string, the
+/// output length from its hash; `None` when any of them does not parse.
+fn verify_argon2(memory: &mut HashMemory, password: &[u8], stored: &str) -> Option<bool> {
+    let parsed = PasswordHash::new(stored).ok()?;
+    let expected = parsed.hash?;
+    let algorithm = Algorithm::try_from(parsed.algorithm).ok()?;
+    let version = match parsed.version {
+        Some(v) => Version::try_from(v).ok()?,
+        None => Version::default(),
+    };
+    let params = Params::try_from(&parsed).ok()?;
+    let mut salt_buf = [0u8; 64];
+    let salt = parsed.salt?.decode_b64(&mut salt_buf).ok()?;
+    let a = Argon2::new(algorithm, version, params.clone());
+    let mut out_buf = [0u8; Output::MAX_LENGTH];
+    let out = out_buf.get_mut(..expected.len())?;
+    let computed = match memory.for_params(&params) {
+        Some(blocks) => a.hash_password_into_with_memory(password, salt, out, blocks),
+        None => a.hash_password_into(password, salt, out),
+    };
+    computed.ok()?;
+    Some(out.ct_eq(expected.as_bytes()).into())
 }
 
 /// True unless `stored` is Argon2id with the current parameters: after a
@@ -169,11 +242,15 @@ impl Hasher {
                 workers: Arc::new(Semaphore::new(workers)),
                 dummy_hash,
                 jobs: AtomicU64::new(0),
+                memory: Mutex::new(Vec::new()),
             }),
         })
     }
 
-    async fn run<T: Send + 'static>(&self, job: impl FnOnce() -> T + Send + 'static) -> Result<T, HashError> {
+    async fn run<T: Send + 'static>(
+        &self,
+        job: impl FnOnce(&mut HashMemory) -> T + Send + 'static,
+    ) -> Result<T, HashError> {
         let admitted = self
             .inner
             .admission
@@ -190,9 +267,13 @@ impl Hasher {
         self.inner.jobs.fetch_add(1, Ordering::Relaxed);
         // The permits move into the job: if the request is dropped (the client went
         // away), the hash still runs to the end and keeps its place in the bound.
+        let inner = self.inner.clone();
         tokio::task::spawn_blocking(move || {
             let _permits = (admitted, running);
-            job()
+            let mut memory = inner.memory.lock().pop().unwrap_or_default();
+            let result = job(&mut memory);
+            inner.memory.lock().push(memory);
+            result
         })
         .await
         .map_err(|e| HashError::Failed(e.to_string()))
@@ -205,7 +286,7 @@ impl Hasher {
     }
 
     pub async fn hash(&self, password: String) -> Result<String, HashError> {
-        self.run(move || hash_blocking(password.as_bytes())).await?
+        self.run(move |memory| hash_with(memory, password.as_bytes())).await?
     }
 
     /// Verifies `password` against `stored`, or against the dummy hash when there is
@@ -213,7 +294,9 @@ impl Hasher {
     pub async fn verify(&self, password: String, stored: Option<String>) -> Result<bool, HashError> {
         let known = stored.is_some();
         let hash = stored.unwrap_or_else(|| self.inner.dummy_hash.clone());
-        let ok = self.run(move || verify_blocking(password.as_bytes(), &hash)).await?;
+        let ok = self
+            .run(move |memory| verify_with(memory, password.as_bytes(), &hash))
+            .await?;
         Ok(known && ok)
     }
 }
@@ -221,6 +304,7 @@ impl Hasher {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use argon2::password_hash::{PasswordHasher, PasswordVerifier};
 
     #[test]
     fn policy_counts_characters_and_caps_bytes() {
@@ -281,6 +365,47 @@ mod tests {
         .to_string();
         assert!(verify_blocking(b"correct horse", &old));
         assert!(needs_rehash(&old));
+    }
+
+    /// Hashing and verifying in reused memory agree with the argon2 crate's own
+    /// `PasswordHasher` and `PasswordVerifier`, both ways, for every variant.
+    #[test]
+    fn reused_memory_agrees_with_the_crate() {
+        let mut memory = HashMemory::default();
+        for i in 0..3 {
+            let password = format!("password {i}");
+            let ours = hash_with(&mut memory, password.as_bytes()).unwrap();
+            let parsed = PasswordHash::new(&ours).unwrap();
+            assert!(Argon2::default().verify_password(password.as_bytes(), &parsed).is_ok());
+            assert!(Argon2::default().verify_password(b"password x", &parsed).is_err());
+        }
+        let salt = SaltString::encode_b64(&[7u8; 16]).unwrap();
+        let variants = [
+            (Algorithm::Argon2id, Version::V0x13, current_params()),
+            (Algorithm::Argon2id, Version::V0x10, current_params()),
+            (
+                Algorithm::Argon2d,
+                Version::V0x13,
+                Params::new(8192, 2, 2, Some(48)).unwrap(),
+            ),
+            (
+                Algorithm::Argon2i,
+                Version::V0x13,
+                Params::new(4096, 3, 1, Some(16)).unwrap(),
+            ),
+        ];
+        for (algorithm, version, params) in variants {
+            let theirs = Argon2::new(algorithm, version, params)
+                .hash_password(b"correct horse", &salt)
+                .unwrap()
+                .to_string();
+            assert!(verify_with(&mut memory, b"correct horse", &theirs), "{theirs}");
+            assert!(!verify_with(&mut memory, b"correct horsE", &theirs), "{theirs}");
+        }
+        // A stored hash cut short or with a changed parameter verifies nothing.
+        let ours = hash_with(&mut memory, b"correct horse").unwrap();
+        assert!(!verify_with(&mut memory, b"correct horse", &ours[..ours.len() - 4]));
+        assert!(!verify_with(&mut memory, b"correct horse", &ours.replace("t=2", "t=3")));
     }
 
     #[tokio::test]

@@ -1,18 +1,26 @@
 //! Access tokens (SPEC §4): claims, the key ring, signing and verification.
 //!
-//! Verification is written as a list of refusals, in this order: the header is
-//! parsed and its `alg` checked against the allow-list before any cryptography;
-//! keys are only ever taken from our own ring (never from `jwk`, `jku`, `x5u`,
-//! `x5c`, whose presence alone refuses the token); then the HMAC; then each claim,
-//! with its type. Anything unexpected is `invalid_token`; only a past `exp` is
-//! `token_expired`.
+//! Verification is written as a list of refusals, in this order: the token must
+//! be a compact JWS of three segments; the header is parsed and its `alg` checked
+//! against the allow-list before any cryptography; keys are only ever taken from
+//! our own ring (never from `jwk`, `jku`, `x5u`, `x5c`, whose presence alone
+//! refuses the token); then the HMAC (jsonwebtoken's, compared in constant time);
+//! then each claim, with its type. Anything unexpected is `invalid_token`; only a
+//! past `exp` is `token_expired`.
+//!
+//! The segments are parsed here rather than by `jsonwebtoken::decode`, which
+//! parses the header twice and the claims twice into general structures: identify
+//! runs on every request of the platform, and each segment is parsed once here.
 
 use std::io::Write;
 use std::path::Path;
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
-use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use std::borrow::Cow;
+
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header};
+use serde::de::IgnoredAny;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
@@ -25,9 +33,50 @@ pub const MIN_SECRET_LEN: usize = 32;
 /// The file a generated secret is kept in, inside the data directory.
 pub const GENERATED_SECRET_FILE: &str = "secret.key";
 
-/// Algorithms accepted in a token header. HS256 only: the service signs with
-/// nothing else, and accepting more only widens what an attacker may try.
-const ALLOWED_ALGS: &[Algorithm] = &[Algorithm::HS256];
+/// The one algorithm accepted in a token header, exactly as written there. The
+/// service signs with nothing else, and accepting more only widens what an
+/// attacker may try.
+const ALLOWED_ALG: (&str, Algorithm) = ("HS256", Algorithm::HS256);
+
+/// The JOSE header fields verification looks at. A field named twice fails to
+/// parse; the key-carrying fields are read only to refuse the token.
+#[derive(Deserialize)]
+struct JoseHeader<'a> {
+    #[serde(borrow)]
+    alg: Cow<'a, str>,
+    #[serde(default, borrow)]
+    typ: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    kid: Option<Cow<'a, str>>,
+    #[serde(default)]
+    crit: Option<IgnoredAny>,
+    #[serde(default)]
+    jku: Option<IgnoredAny>,
+    #[serde(default)]
+    jwk: Option<IgnoredAny>,
+    #[serde(default)]
+    x5u: Option<IgnoredAny>,
+    #[serde(default)]
+    x5c: Option<IgnoredAny>,
+}
+
+impl JoseHeader<'_> {
+    fn names_a_key_source(&self) -> bool {
+        self.jku.is_some() || self.jwk.is_some() || self.x5u.is_some() || self.x5c.is_some()
+    }
+}
+
+/// Room for a decoded segment. A token is at most `credentials::MAX_HEADER_LEN`
+/// characters, so no segment of one that can arrive decodes to more.
+const SEGMENT_MAX: usize = crate::credentials::MAX_HEADER_LEN * 3 / 4;
+
+/// A base64url segment (no padding, canonical) decoded into `buf`, then parsed.
+fn parse_segment<'b, T: Deserialize<'b>>(segment: &str, buf: &'b mut [u8; SEGMENT_MAX]) -> Result<T, TokenError> {
+    let n = URL_SAFE_NO_PAD
+        .decode_slice(segment, buf)
+        .map_err(|_| TokenError::Invalid)?;
+    serde_json::from_slice(&buf[..n]).map_err(|_| TokenError::Invalid)
+}
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ClaimsData {
@@ -36,17 +85,20 @@ pub struct ClaimsData {
 }
 
 /// The claims of an access token. Deserializing refuses a missing or ill-typed
-/// required claim (`exp` as a string, `data.id` as a string, …).
+/// required claim (`exp` as a string, `data.id` as a string, …). Verification
+/// borrows the strings from the decoded token; signing owns them.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Claims {
-    pub iss: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub sub: Option<String>,
+pub struct Claims<'a> {
+    #[serde(borrow)]
+    pub iss: Cow<'a, str>,
+    #[serde(default, borrow, skip_serializing_if = "Option::is_none")]
+    pub sub: Option<Cow<'a, str>>,
     pub iat: i64,
     pub exp: i64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub nbf: Option<i64>,
-    pub sid: String,
+    #[serde(borrow)]
+    pub sid: Cow<'a, str>,
     pub data: ClaimsData,
 }
 
@@ -87,7 +139,6 @@ pub struct KeyRing {
     issuer: String,
     leeway: i64,
     access_ttl: i64,
-    validation: Validation,
 }
 
 impl std::fmt::Debug for KeyRing {
@@ -255,15 +306,6 @@ impl KeyRing {
                 decoding: DecodingKey::from_secret(s),
             })
             .collect();
-        // The library only checks the signature; every claim is checked below,
-        // where the order and the error each check gives are ours.
-        let mut validation = Validation::new(Algorithm::HS256);
-        validation.algorithms = ALLOWED_ALGS.to_vec();
-        validation.required_spec_claims.clear();
-        validation.validate_exp = false;
-        validation.validate_nbf = false;
-        validation.validate_aud = false;
-        validation.leeway = 0;
         KeyRing {
             refresh_key,
             refresh_digest_keys,
@@ -271,7 +313,6 @@ impl KeyRing {
             issuer,
             leeway: leeway as i64,
             access_ttl: access_ttl as i64,
-            validation,
         }
     }
 
@@ -292,14 +333,14 @@ impl KeyRing {
     }
 
     /// The claims of a new access token for a session.
-    pub fn claims_for(&self, user_id: i64, session_id: &SessionId, login_time: i64, now: i64) -> Claims {
+    pub fn claims_for(&self, user_id: i64, session_id: &SessionId, login_time: i64, now: i64) -> Claims<'static> {
         Claims {
-            iss: self.issuer.clone(),
-            sub: Some(user_id.to_string()),
+            iss: self.issuer.clone().into(),
+            sub: Some(user_id.to_string().into()),
             iat: now,
             exp: now + self.access_ttl,
             nbf: None,
-            sid: session_id.encode(),
+            sid: session_id.encode().into(),
             data: ClaimsData {
                 id: user_id,
                 login_time,
@@ -308,7 +349,7 @@ impl KeyRing {
     }
 
     /// Signs claims with the current key.
-    pub fn sign(&self, claims: &Claims) -> anyhow::Result<String> {
+    pub fn sign(&self, claims: &Claims<'_>) -> anyhow::Result<String> {
         let key = &self.keys[0];
         let mut header = Header::new(Algorithm::HS256);
         header.typ = Some("JWT".into());
@@ -319,11 +360,15 @@ impl KeyRing {
     /// Verifies a token at time `now` (unix seconds).
     pub fn verify(&self, token: &str, now: i64) -> Result<Verified, TokenError> {
         use TokenError::Invalid;
-        let header = jsonwebtoken::decode_header(token).map_err(|_| Invalid)?;
-        if !ALLOWED_ALGS.contains(&header.alg) {
+        let mut segments = token.split('.');
+        let (Some(header_b64), Some(claims_b64), Some(signature_b64), None) =
+            (segments.next(), segments.next(), segments.next(), segments.next())
+        else {
             return Err(Invalid);
-        }
-        if header.jwk.is_some() || header.jku.is_some() || header.x5u.is_some() || header.x5c.is_some() {
+        };
+        let mut header_buf = [0u8; SEGMENT_MAX];
+        let header: JoseHeader = parse_segment(header_b64, &mut header_buf)?;
+        if header.alg != ALLOWED_ALG.0 || header.names_a_key_source() {
             return Err(Invalid);
         }
         // Explicit typing (RFC 8725 §3.11): only our own kind of token.
@@ -334,8 +379,14 @@ impl KeyRing {
             Some(kid) => self.keys.iter().find(|k| k.kid == *kid).ok_or(Invalid)?,
             None => &self.keys[0],
         };
-        let data = jsonwebtoken::decode::<Claims>(token, &key.decoding, &self.validation).map_err(|_| Invalid)?;
-        let c = data.claims;
+        let signed = &token[..header_b64.len() + 1 + claims_b64.len()];
+        let genuine = jsonwebtoken::crypto::verify(signature_b64, signed.as_bytes(), &key.decoding, ALLOWED_ALG.1)
+            .map_err(|_| Invalid)?;
+        if !genuine {
+            return Err(Invalid);
+        }
+        let mut claims_buf = [0u8; SEGMENT_MAX];
+        let c: Claims = parse_segment(claims_b64, &mut claims_buf)?;
         if c.iss != self.issuer {
             return Err(Invalid);
         }
@@ -398,5 +449,52 @@ mod tests {
         let exp = claims.exp;
         assert!(r.verify(&token, exp + 29).is_ok());
         assert_eq!(r.verify(&token, exp + 30), Err(TokenError::Expired));
+    }
+
+    /// A token whose header is `header` (raw JSON) and whose claims are those of a
+    /// valid token, signed with the ring's key.
+    fn with_header(r: &KeyRing, header: &str) -> String {
+        let good = r.sign(&r.claims_for(7, &SessionId::random(), 1_000, 1_000)).unwrap();
+        let claims = good.split('.').nth(1).unwrap();
+        let signed = format!("{}.{claims}", URL_SAFE_NO_PAD.encode(header));
+        let sig = jsonwebtoken::crypto::sign(
+            signed.as_bytes(),
+            &EncodingKey::from_secret(b"0123456789abcdef0123456789abcdef"),
+            Algorithm::HS256,
+        )
+        .unwrap();
+        format!("{signed}.{sig}")
+    }
+
+    #[test]
+    fn only_a_plain_compact_hs256_jws_is_accepted() {
+        let r = ring();
+        let kid = r.current_kid().to_owned();
+        let ok = with_header(&r, &format!(r#"{{"typ":"JWT","alg":"HS256","kid":"{kid}"}}"#));
+        assert!(r.verify(&ok, 1_001).is_ok());
+        let refused = [
+            format!(r#"{{"typ":"JWT","alg":"hs256","kid":"{kid}"}}"#),
+            format!(r#"{{"typ":"JWT","alg":"HS256","alg":"HS256","kid":"{kid}"}}"#),
+            format!(r#"{{"typ":"JWT","alg":"HS256","kid":"{kid}","crit":["exp"]}}"#),
+            format!(r#"{{"typ":"at+jwt","alg":"HS256","kid":"{kid}"}}"#),
+            format!(r#"{{"alg":"HS256","kid":"{kid}"}}"#),
+            format!(r#"{{"typ":"JWT","alg":"HS256","kid":"{kid}","x5c":[]}}"#),
+            r#"{"typ":"JWT","alg":"HS256","kid":"nope"}"#.to_owned(),
+            r#"["HS256"]"#.to_owned(),
+        ];
+        for header in refused {
+            assert_eq!(
+                r.verify(&with_header(&r, &header), 1_001),
+                Err(TokenError::Invalid),
+                "{header}"
+            );
+        }
+        for bad in [
+            format!("{ok}."),
+            ok.rsplitn(2, '.').nth(1).unwrap().to_owned(),
+            format!("{ok}="),
+        ] {
+            assert_eq!(r.verify(&bad, 1_001), Err(TokenError::Invalid), "{bad}");
+        }
     }
 }

@@ -9,6 +9,7 @@ use crate::audit::{AuditEvent, Event, RequestMeta};
 use crate::error::{ApiError, BadInput};
 use crate::identify::Identity;
 use crate::passwords::{self, HashError};
+use crate::profiles::ProfileJson;
 use crate::refresh::RefreshToken;
 use crate::store::{Session, UserRecord};
 use crate::{ratelimit, sessions};
@@ -190,6 +191,7 @@ async fn open_checked(
         // Bookkeeping only: the login itself has succeeded.
         tracing::warn!(error = %e, user_id = user.user_id, "could not record last_login");
     }
+    state.profiles.forget(user.user_id).await;
     let e = AuditEvent::ok(Event::Login, meta, "logged in")
         .user(user.user_id)
         .session(&session.session_id);
@@ -197,24 +199,9 @@ async fn open_checked(
     Ok((session, refresh))
 }
 
-#[derive(Debug, Serialize)]
-pub struct Profile {
-    pub user_id: i64,
-    pub mobile: String,
-    pub roles: Vec<String>,
-    pub created_at: String,
-    pub last_login: Option<String>,
-}
-
-pub async fn profile(state: &AppState, who: &Identity) -> Result<Profile, ApiError> {
-    let u = state.users.find_by_id(who.user_id).await?.ok_or(ApiError::NotFound)?;
-    Ok(Profile {
-        user_id: u.user_id,
-        mobile: u.mobile,
-        roles: u.roles,
-        created_at: crate::clock::rfc3339(u.created_at),
-        last_login: u.last_login.map(crate::clock::rfc3339),
-    })
+/// The caller's profile, for `GET /passport/me` (see `profiles` for how fresh).
+pub async fn profile(state: &AppState, who: &Identity) -> Result<ProfileJson, ApiError> {
+    state.profiles.get(&*state.users, who.user_id).await
 }
 
 /// Changes the caller's password after checking the old one; ends every session.

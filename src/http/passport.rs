@@ -9,8 +9,9 @@ use serde_json::json;
 use super::extract::{AuthUser, ClientMeta, Json};
 use crate::app::AppState;
 use crate::error::{ok, ApiError, Envelope};
+use crate::profiles::ProfileJson;
 use crate::refresh::{self, Refreshed};
-use crate::users::{LoginOk, Profile};
+use crate::users::LoginOk;
 use crate::{sessions, users};
 
 type Answer<T> = Result<Envelope<T>, ApiError>;
@@ -91,7 +92,7 @@ pub async fn logout_all(
     Ok(ok(json!({ "revoked": revoked })))
 }
 
-pub async fn me(State(state): State<AppState>, AuthUser(who): AuthUser) -> Answer<Profile> {
+pub async fn me(State(state): State<AppState>, AuthUser(who): AuthUser) -> Answer<ProfileJson> {
     Ok(ok(users::profile(&state, &who).await?))
 }
 
