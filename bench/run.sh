@@ -99,9 +99,13 @@ measure_identify() {   # $1 label; uses ADDR
     -d '{"mobile":"+8613700000001","password":"bench horse battery staple"}'
   local token
   token=$(token_of "$base" +8613700000001)
-  wrk_run "$CONNS" 2 "$base/healthz" >/dev/null   # warm-up
-  read -r H_RPS H_P50 H_P99 < <(wrk_run "$CONNS" "$DUR" "$base/healthz")
-  read -r M_RPS M_P50 M_P99 < <(wrk_run "$CONNS" "$DUR" -H "Authorization: JWT $token" "$base/passport/me")
+  # The same request to both routes, Authorization header included: only the
+  # route's own work differs. Each gets a short warm-up first.
+  local auth="Authorization: JWT $token"
+  wrk_run "$CONNS" 2 -H "$auth" "$base/healthz" >/dev/null
+  read -r H_RPS H_P50 H_P99 < <(wrk_run "$CONNS" "$DUR" -H "$auth" "$base/healthz")
+  wrk_run "$CONNS" 2 -H "$auth" "$base/passport/me" >/dev/null
+  read -r M_RPS M_P50 M_P99 < <(wrk_run "$CONNS" "$DUR" -H "$auth" "$base/passport/me")
   echo "| $1 | GET /healthz | $H_RPS | $H_P50 | $H_P99 |"
   echo "| $1 | GET /passport/me (identify + profile) | $M_RPS | $M_P50 | $M_P99 |"
   echo "| $1 | ratio /me : /healthz | $(awk -v a="$M_RPS" -v b="$H_RPS" 'BEGIN {printf "%.0f%%", 100*a/b}') | | |"
@@ -160,9 +164,9 @@ MILLION_RSS=$(rss_mb "$PID")
 LOADED=$(sed -n 's/.*sessions=\([0-9]*\).*elapsed_ms=\([0-9]*\).*/\1 sessions in \2 ms/p' "$WORK/million/log" | head -1)
 stop
 
-echo "bench: criterion (tokens)" >&2
+echo "bench: criterion (tokens, requests in process)" >&2
 # Whole output to a file first: cutting the pipe early would kill cargo with EPIPE.
-cargo bench --quiet --bench tokens -- --noplot > "$WORK/criterion.txt" 2>/dev/null
+cargo bench --quiet --bench tokens --bench requests -- --noplot > "$WORK/criterion.txt" 2>/dev/null
 # Median of one benchmark; criterion prints the name either on the time line or on the line before it.
 criterion_median() {
   awk -v want="$1" '
@@ -174,6 +178,8 @@ VERIFY=$(criterion_median "token verify (signature and every claim check)")
 PARSE_VERIFY=$(criterion_median "header parse + token verify")
 SIGN=$(criterion_median "token sign")
 PARSE=$(criterion_median "header parse")
+INPROC_H=$(criterion_median "GET /healthz (in process)")
+INPROC_M=$(criterion_median "GET /passport/me (in process)")
 
 cat "$WORK/table"
 echo
@@ -191,3 +197,5 @@ echo "| token verify, every claim check (criterion, median) | $VERIFY |"
 echo "| header parse + token verify (criterion, median) | $PARSE_VERIFY |"
 echo "| token sign (criterion, median) | $SIGN |"
 echo "| header parse alone (criterion, median) | $PARSE |"
+echo "| GET /healthz in process, every layer, no socket (criterion, median) | $INPROC_H |"
+echo "| GET /passport/me in process, every layer, no socket (criterion, median) | $INPROC_M |"

@@ -2,18 +2,19 @@
 //! bounded pool it runs on, and the password policy.
 //!
 //! Hashing costs tens of milliseconds of CPU, so it never runs on the async
-//! runtime: at most `hash_workers` hashes run at once on blocking threads and at
-//! most `hash_queue` more wait; past that the caller gets `Busy` (503) at once
-//! instead of piling up work the server cannot finish.
+//! runtime: `hash_workers` threads of their own hash, at most `hash_queue` more
+//! jobs wait; past that the caller gets `Busy` (503) at once instead of piling up
+//! work the server cannot finish. The hashing threads run at a lower CPU priority
+//! than the runtime, so that a login storm takes the CPU that identify leaves and
+//! does not delay identify (BENCHMARKS.md).
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use argon2::password_hash::{Output, ParamsString, PasswordHash, SaltString};
 use argon2::{Algorithm, Argon2, Block, Params, Version};
-use parking_lot::Mutex;
 use subtle::ConstantTimeEq;
-use tokio::sync::Semaphore;
+use tokio::sync::{oneshot, Semaphore};
 
 use crate::i18n::Lang;
 
@@ -106,23 +107,42 @@ pub enum HashError {
     Failed(String),
 }
 
-/// Hashes and verifies passwords on a bounded pool of blocking threads.
+/// Hashes and verifies passwords on a bounded pool of threads of its own.
 #[derive(Clone)]
 pub struct Hasher {
     inner: Arc<Inner>,
 }
 
+/// A job for a hashing thread, given that thread's Argon2 memory.
+type Job = Box<dyn FnOnce(&mut HashMemory) + Send>;
+
 struct Inner {
     /// Permits to be in the pool at all (running or waiting).
     admission: Arc<Semaphore>,
-    /// Permits to run.
-    workers: Arc<Semaphore>,
+    /// To the hashing threads; they stop when the last `Hasher` is gone.
+    jobs_tx: crossbeam_channel::Sender<Job>,
     /// A real hash of a random password: verifying an unknown mobile against it
     /// costs the same as verifying a wrong password of a real user.
     dummy_hash: String,
     jobs: AtomicU64,
-    /// Argon2 working memory, one per running job at most (`workers` bounds them).
-    memory: Mutex<Vec<HashMemory>>,
+}
+
+/// The nice value of the hashing threads (the runtime's threads keep 0): the
+/// lowest, so that a runnable runtime thread gets about 98% of a contended core
+/// and hashing the rest. Hashing still gets every cycle the runtime leaves.
+const HASH_NICE: libc::c_int = 19;
+
+/// Lowers the calling thread's CPU priority, best effort: a system that refuses
+/// only loses the preference, never a login.
+fn lower_priority() {
+    // SAFETY: plain syscalls on the calling thread; no memory is passed.
+    let done = unsafe {
+        let tid = libc::gettid();
+        libc::setpriority(libc::PRIO_PROCESS, tid as libc::id_t, HASH_NICE)
+    };
+    if done != 0 {
+        tracing::warn!("could not lower the priority of a password hashing thread");
+    }
 }
 
 fn argon2() -> Argon2<'static> {
@@ -231,18 +251,34 @@ pub fn needs_rehash(stored: &str) -> bool {
 }
 
 impl Hasher {
-    /// Builds the pool and computes the dummy hash (one hash, at startup).
+    /// Starts `workers` hashing threads and computes the dummy hash (one hash, at
+    /// startup).
     pub fn new(workers: usize, queue: usize) -> Result<Hasher, HashError> {
         let mut random = [0u8; 32];
         getrandom::fill(&mut random).map_err(|e| HashError::Failed(e.to_string()))?;
         let dummy_hash = hash_blocking(&random)?;
+        let (jobs_tx, jobs_rx) = crossbeam_channel::unbounded::<Job>();
+        for i in 0..workers {
+            let jobs_rx = jobs_rx.clone();
+            std::thread::Builder::new()
+                .name(format!("password-hash-{i}"))
+                .spawn(move || {
+                    lower_priority();
+                    let mut memory = HashMemory::default();
+                    for job in jobs_rx {
+                        // A panic fails that one job (its caller sees the reply
+                        // dropped), never the thread.
+                        let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| job(&mut memory)));
+                    }
+                })
+                .map_err(|e| HashError::Failed(e.to_string()))?;
+        }
         Ok(Hasher {
             inner: Arc::new(Inner {
                 admission: Arc::new(Semaphore::new(workers + queue)),
-                workers: Arc::new(Semaphore::new(workers)),
+                jobs_tx,
                 dummy_hash,
                 jobs: AtomicU64::new(0),
-                memory: Mutex::new(Vec::new()),
             }),
         })
     }
@@ -257,26 +293,21 @@ impl Hasher {
             .clone()
             .try_acquire_owned()
             .map_err(|_| HashError::Busy)?;
-        let running = self
-            .inner
-            .workers
-            .clone()
-            .acquire_owned()
-            .await
-            .map_err(|_| HashError::Failed("hasher closed".into()))?;
         self.inner.jobs.fetch_add(1, Ordering::Relaxed);
-        // The permits move into the job: if the request is dropped (the client went
+        let (done_tx, done_rx) = oneshot::channel();
+        // The permit moves into the job: if the request is dropped (the client went
         // away), the hash still runs to the end and keeps its place in the bound.
-        let inner = self.inner.clone();
-        tokio::task::spawn_blocking(move || {
-            let _permits = (admitted, running);
-            let mut memory = inner.memory.lock().pop().unwrap_or_default();
-            let result = job(&mut memory);
-            inner.memory.lock().push(memory);
-            result
-        })
-        .await
-        .map_err(|e| HashError::Failed(e.to_string()))
+        let job: Job = Box::new(move |memory| {
+            let _admitted = admitted;
+            let _ = done_tx.send(job(memory));
+        });
+        self.inner
+            .jobs_tx
+            .send(job)
+            .map_err(|_| HashError::Failed("hashing threads gone".into()))?;
+        done_rx
+            .await
+            .map_err(|_| HashError::Failed("a hashing thread panicked".into()))
     }
 
     /// Hashes and verifications started so far (lets tests see that an unknown
