@@ -36,7 +36,7 @@ start() {
   env PASSPORT_LISTEN=127.0.0.1:0 PASSPORT_DATA_DIR="$WORK/$name/data" \
       PASSPORT_AUDIT_LOG="$WORK/$name/audit.log" PASSPORT_SECRET_KEY=bench-secret-bench-secret-bench-secret \
       PASSPORT_RATE_LOGIN_IP=100000000/60 PASSPORT_RATE_REGISTER_IP=100000000/60 \
-      PASSPORT_RATE_LOGIN_ACCOUNT=100000000/60 PASSPORT_HASH_QUEUE=4096 NO_COLOR=1 RUST_LOG=warn,passport::app=info \
+      PASSPORT_RATE_LOGIN_ACCOUNT=100000000/60 PASSPORT_HASH_QUEUE=4096 NO_COLOR=1 RUST_LOG=warn,passport::app=info,passport::store=info \
       "$@" "$BIN" serve 2> "$WORK/$name/log" &
   PID=$!
   PIDS+=("$PID")
@@ -108,7 +108,7 @@ measure_identify() {   # $1 label; uses ADDR
   read -r M_RPS M_P50 M_P99 < <(wrk_run "$CONNS" "$DUR" -H "$auth" "$base/passport/me")
   echo "| $1 | GET /healthz | $H_RPS | $H_P50 | $H_P99 |"
   echo "| $1 | GET /passport/me (identify + profile) | $M_RPS | $M_P50 | $M_P99 |"
-  echo "| $1 | ratio /me : /healthz | $(awk -v a="$M_RPS" -v b="$H_RPS" 'BEGIN {printf "%.0f%%", 100*a/b}') | | |"
+  echo "| $1 | ratio /me : /healthz | $(awk -v a="$M_RPS" -v b="$H_RPS" 'BEGIN {printf "%.1f%%", 100*a/b}') | | |"
   BASE_P99=$M_P99
   TOKEN=$token
 }
@@ -189,7 +189,7 @@ echo "| machine | $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/10485
 echo "| identify p99 without / during the login storm (embedded) | $EMB_P99 ms / $S_P99 ms ($(awk -v a="$S_P99" -v b="$EMB_P99" 'BEGIN {printf "%.1fx", a/b}')) |"
 echo "| one Argon2id hash (m=19456, t=2, p=1), one thread | $HASH_MS ms |"
 echo "| login capacity cores / hash time | $(awk -v c="$CORES" -v h="$HASH_MS" 'BEGIN {printf "%.1f/s", c*1000/h}') |"
-echo "| login throughput : capacity | $(awk -v r="$L_RPS" -v c="$CORES" -v h="$HASH_MS" 'BEGIN {printf "%.0f%%", 100*r/(c*1000/h)}') |"
+echo "| login throughput : capacity | $(awk -v r="$L_RPS" -v c="$CORES" -v h="$HASH_MS" 'BEGIN {printf "%.1f%%", 100*r/(c*1000/h)}') |"
 echo "| RSS idle (embedded) | $IDLE_RSS MB |"
 echo "| RSS with 1,000,000 live sessions | $MILLION_RSS MB |"
 echo "| restart with 1,000,000 sessions (start to /healthz answering) | $(awk -v a="$T0" -v b="$T1" 'BEGIN {printf "%.2f s", b-a}') ($LOADED) |"

@@ -297,9 +297,12 @@ impl Hasher {
         let (done_tx, done_rx) = oneshot::channel();
         // The permit moves into the job: if the request is dropped (the client went
         // away), the hash still runs to the end and keeps its place in the bound.
+        // The permit is given back before the reply is sent, so a caller that
+        // awaits one job and then starts the next always finds the worker free.
         let job: Job = Box::new(move |memory| {
-            let _admitted = admitted;
-            let _ = done_tx.send(job(memory));
+            let result = job(memory);
+            drop(admitted);
+            let _ = done_tx.send(result);
         });
         self.inner
             .jobs_tx

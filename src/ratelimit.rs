@@ -85,9 +85,16 @@ pub async fn register_attempt(state: &AppState, meta: &RequestMeta) -> Result<()
     .await
 }
 
+/// What `check_account` saw of an account that may try: whether it had failures
+/// for a success to clear.
+#[must_use]
+pub struct Standing {
+    had_failures: bool,
+}
+
 /// Refuses a login for an account (a normalized mobile, known or not) that has
 /// used up its failures, before any password check.
-pub async fn check_account(state: &AppState, mobile: &str, meta: &RequestMeta) -> Result<(), ApiError> {
+pub async fn check_account(state: &AppState, mobile: &str, meta: &RequestMeta) -> Result<Standing, ApiError> {
     let now = crate::clock::now();
     let limit = state.config.rate_login_account;
     let window = state.rates.peek(&failures_key(mobile), now).await?;
@@ -104,7 +111,9 @@ pub async fn check_account(state: &AppState, mobile: &str, meta: &RequestMeta) -
         )
         .await);
     }
-    Ok(())
+    Ok(Standing {
+        had_failures: window.count > 0 || streak.count > 0,
+    })
 }
 
 pub async fn login_failed(state: &AppState, mobile: &str) -> Result<(), ApiError> {
@@ -120,9 +129,14 @@ pub async fn login_failed(state: &AppState, mobile: &str) -> Result<(), ApiError
     Ok(())
 }
 
-/// A successful login ends the account's failure count and streak.
-pub async fn login_succeeded(state: &AppState, mobile: &str) -> Result<(), ApiError> {
-    state.rates.reset(&failures_key(mobile)).await?;
-    state.rates.reset(&streak_key(mobile)).await?;
+/// A successful login ends the account's failure count and streak. With none
+/// seen before the password check there is nothing to write (two writes saved on
+/// nearly every login); a failure landing meanwhile is left counted, which errs on
+/// the side of the limit.
+pub async fn login_succeeded(state: &AppState, mobile: &str, seen: Standing) -> Result<(), ApiError> {
+    if seen.had_failures {
+        state.rates.reset(&failures_key(mobile)).await?;
+        state.rates.reset(&streak_key(mobile)).await?;
+    }
     Ok(())
 }

@@ -491,7 +491,7 @@ mod tests {
         }
         for bad in [
             format!("{ok}."),
-            ok.rsplitn(2, '.').nth(1).unwrap().to_owned(),
+            ok.rsplit_once('.').unwrap().0.to_owned(),
             format!("{ok}="),
         ] {
             assert_eq!(r.verify(&bad, 1_001), Err(TokenError::Invalid), "{bad}");

@@ -79,7 +79,7 @@ pub async fn login(
             return Err(ApiError::InvalidParams(BadInput::Device));
         }
     }
-    ratelimit::check_account(state, &mobile, meta).await?;
+    let standing = ratelimit::check_account(state, &mobile, meta).await?;
     let user = state.users.find_by_mobile(&mobile).await?;
     let stored = user.as_ref().map(|u| u.password_hash.clone());
     let user_id = user.as_ref().map(|u| u.user_id);
@@ -99,7 +99,7 @@ pub async fn login(
             return Err(ApiError::InvalidCredentials);
         }
     };
-    ratelimit::login_succeeded(state, &mobile).await?;
+    ratelimit::login_succeeded(state, &mobile, standing).await?;
     if user.disabled {
         let e = AuditEvent::denied(Event::LoginFailed, meta, "login refused", "account_disabled").user(user.user_id);
         state.audit.record(e).await;
