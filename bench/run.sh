@@ -52,12 +52,16 @@ stop() { kill "$PID"; wait "$PID" 2>/dev/null || true; }
 
 rss_mb() { awk '/VmRSS/ {printf "%.0f", $2/1024}' "/proc/$1/status"; }
 
-# wrk output on stdin → "rps p50_ms p99_ms" ($1: decimals of req/s)
+# wrk output on stdin → "rps p50_ms p99_ms errors" ($1: decimals of req/s).
+# errors = non-2xx answers plus socket errors: a fast figure made of 503s or
+# timeouts must not pass for a good one.
 wrk_summary() {
   awk -v d="${1:-0}" '
     function ms(v) { if (v ~ /us$/) return v/1000; if (v ~ /ms$/) return v+0; if (v ~ /s$/) return v*1000; return v }
     /^ +50%/ {p50=ms($2)} /^ +99%/ {p99=ms($2)} /^Requests\/sec/ {rps=$2}
-    END {printf "%.*f %.2f %.2f\n", d, rps, p50, p99}'
+    /Non-2xx or 3xx responses:/ {err+=$NF}
+    /Socket errors:/ {for (i=3; i<=NF; i++) if ($i ~ /^[0-9]+,?$/) err+=$i+0}
+    END {printf "%.*f %.2f %.2f %d\n", d, rps, p50, p99, err}'
 }
 
 wrk_run() {
@@ -103,40 +107,40 @@ measure_identify() {   # $1 label; uses ADDR
   # route's own work differs. Each gets a short warm-up first.
   local auth="Authorization: JWT $token"
   wrk_run "$CONNS" 2 -H "$auth" "$base/healthz" >/dev/null
-  read -r H_RPS H_P50 H_P99 < <(wrk_run "$CONNS" "$DUR" -H "$auth" "$base/healthz")
+  read -r H_RPS H_P50 H_P99 H_ERR < <(wrk_run "$CONNS" "$DUR" -H "$auth" "$base/healthz")
   wrk_run "$CONNS" 2 -H "$auth" "$base/passport/me" >/dev/null
-  read -r M_RPS M_P50 M_P99 < <(wrk_run "$CONNS" "$DUR" -H "$auth" "$base/passport/me")
-  echo "| $1 | GET /healthz | $H_RPS | $H_P50 | $H_P99 |"
-  echo "| $1 | GET /passport/me (identify + profile) | $M_RPS | $M_P50 | $M_P99 |"
-  echo "| $1 | ratio /me : /healthz | $(awk -v a="$M_RPS" -v b="$H_RPS" 'BEGIN {printf "%.1f%%", 100*a/b}') | | |"
+  read -r M_RPS M_P50 M_P99 M_ERR < <(wrk_run "$CONNS" "$DUR" -H "$auth" "$base/passport/me")
+  echo "| $1 | GET /healthz | $H_RPS | $H_P50 | $H_P99 | $H_ERR |"
+  echo "| $1 | GET /passport/me (identify + profile) | $M_RPS | $M_P50 | $M_P99 | $M_ERR |"
+  echo "| $1 | ratio /me : /healthz | $(awk -v a="$M_RPS" -v b="$H_RPS" 'BEGIN {printf "%.1f%%", 100*a/b}') | | | |"
   BASE_P99=$M_P99
   TOKEN=$token
 }
 
 echo "bench: embedded" >&2
 start embedded
-echo "| store | measurement | req/s | p50 ms | p99 ms |" > "$WORK/table"
-echo "|---|---|---|---|---|" >> "$WORK/table"
+echo "| store | measurement | req/s | p50 ms | p99 ms | errors |" > "$WORK/table"
+echo "|---|---|---|---|---|---|" >> "$WORK/table"
 IDLE_RSS=$(rss_mb "$PID")
 measure_identify embedded >> "$WORK/table"
 
 EMB_P99=$BASE_P99
 
 echo "bench: login throughput" >&2
-wrk -t1 -c"$STORM" -d"$DUR"s --latency -s "$WORK/login.lua" "http://$ADDR" > "$WORK/login.txt"
-read -r L_RPS L_P50 L_P99 < <(wrk_summary 1 < "$WORK/login.txt")
-echo "| embedded | POST /passport/login alone ($STORM connections) | $L_RPS | $L_P50 | $L_P99 |" >> "$WORK/table"
+wrk -t1 -c"$STORM" -d"$DUR"s --latency --timeout 10s -s "$WORK/login.lua" "http://$ADDR" > "$WORK/login.txt"
+read -r L_RPS L_P50 L_P99 L_ERR < <(wrk_summary 1 < "$WORK/login.txt")
+echo "| embedded | POST /passport/login alone ($STORM connections) | $L_RPS | $L_P50 | $L_P99 | $L_ERR |" >> "$WORK/table"
 
 echo "bench: login storm" >&2
-wrk -t1 -c"$STORM" -d"$((DUR + 4))"s --latency -s "$WORK/login.lua" "http://$ADDR" > "$WORK/storm.txt" &
+wrk -t1 -c"$STORM" -d"$((DUR + 4))"s --latency --timeout 10s -s "$WORK/login.lua" "http://$ADDR" > "$WORK/storm.txt" &
 STORM_PID=$!
 sleep 2
-read -r S_RPS S_P50 S_P99 < <(wrk_run "$CONNS" "$DUR" -H "Authorization: JWT $TOKEN" "http://$ADDR/passport/me")
+read -r S_RPS S_P50 S_P99 S_ERR < <(wrk_run "$CONNS" "$DUR" -H "Authorization: JWT $TOKEN" "http://$ADDR/passport/me")
 wait "$STORM_PID"
-read -r SL_RPS SL_P50 SL_P99 < <(wrk_summary 1 < "$WORK/storm.txt")
+read -r SL_RPS SL_P50 SL_P99 SL_ERR < <(wrk_summary 1 < "$WORK/storm.txt")
 {
-  echo "| embedded | /passport/me during the login storm | $S_RPS | $S_P50 | $S_P99 |"
-  echo "| embedded | POST /passport/login (the storm, $STORM connections) | $SL_RPS | $SL_P50 | $SL_P99 |"
+  echo "| embedded | /passport/me during the login storm | $S_RPS | $S_P50 | $S_P99 | $S_ERR |"
+  echo "| embedded | POST /passport/login (the storm, $STORM connections) | $SL_RPS | $SL_P50 | $SL_P99 | $SL_ERR |"
 } >> "$WORK/table"
 stop
 
@@ -151,7 +155,7 @@ if (exec 3<>/dev/tcp/127.0.0.1/6379) 2>/dev/null; then
   stop
   redis-cli --scan --pattern "${PREFIX}*" | xargs -r -n 500 redis-cli del >/dev/null
 else
-  echo "| redis | skipped: nothing answers on 127.0.0.1:6379 | | | |" >> "$WORK/table"
+  echo "| redis | skipped: nothing answers on 127.0.0.1:6379 | | | | |" >> "$WORK/table"
 fi
 
 echo "bench: 1,000,000 sessions" >&2
