@@ -245,6 +245,22 @@ pub async fn run(cli: Cli, config: Config) -> ExitCode {
     }
 }
 
+/// Writes one line of a command's answer to stdout. `println!` panics when the
+/// reader has gone (`passport token inspect … | head`); here the rest of the answer
+/// is dropped and the command ends with its own exit status, its work done.
+fn say(line: std::fmt::Arguments) {
+    use std::io::Write;
+    if let Err(e) = writeln!(std::io::stdout().lock(), "{line}") {
+        if e.kind() != std::io::ErrorKind::BrokenPipe {
+            eprintln!("passport: cannot write the answer: {e}");
+        }
+    }
+}
+
+macro_rules! say {
+    ($($arg:tt)*) => { say(format_args!($($arg)*)) };
+}
+
 async fn serve(config: Config) -> Result<(), Refused> {
     let app = App::build(config).await?;
     app.run().await?;
@@ -255,7 +271,7 @@ async fn migrate(config: &Config) -> Result<(), Refused> {
     let stores = store::connect(config, Mode::Command).await?;
     stores.sessions.close().await;
     stores.users.close().await;
-    println!("schema is up to date");
+    say!("schema is up to date");
     Ok(())
 }
 
@@ -305,35 +321,37 @@ async fn user(state: &AppState, cmd: UserCommand) -> Result<(), Refused> {
         UserCommand::Add { mobile } => {
             let password = read_password()?;
             let id = users::register(state, &mobile, password, &meta).await?;
-            println!("added user {id}");
+            say!("added user {id}");
         }
         UserCommand::Passwd { mobile } => {
             let u = existing(state, &mobile).await?;
             let password = read_password()?;
             let n = users::set_password(state, &u, password, &meta).await?;
-            println!("password set for user {}; {n} session(s) ended", u.user_id);
+            say!("password set for user {}; {n} session(s) ended", u.user_id);
         }
         UserCommand::Disable { mobile } => {
             let u = existing(state, &mobile).await?;
             let n = users::set_disabled(state, &u, true, &meta).await?;
-            println!("user {} disabled; {n} session(s) ended", u.user_id);
+            say!("user {} disabled; {n} session(s) ended", u.user_id);
         }
         UserCommand::Enable { mobile } => {
             let u = existing(state, &mobile).await?;
             users::set_disabled(state, &u, false, &meta).await?;
-            println!("user {} enabled", u.user_id);
+            say!("user {} enabled", u.user_id);
         }
         UserCommand::Import { url } => {
             let summary =
                 crate::import::import(state, &url, |done, total| eprintln!("import: {done}/{total} rows read")).await?;
-            println!(
+            say!(
                 "imported {}, skipped {} (already present), invalid {}",
-                summary.imported, summary.skipped, summary.invalid
+                summary.imported,
+                summary.skipped,
+                summary.invalid
             );
         }
         UserCommand::List => {
             for u in state.users.list().await.map_err(ApiError::from)? {
-                println!("{}", describe(&u));
+                say!("{}", describe(&u));
             }
         }
     }
@@ -350,7 +368,7 @@ async fn session(state: &AppState, cmd: SessionCommand) -> Result<(), Refused> {
                 .await
                 .map_err(ApiError::from)?
             {
-                println!(
+                say!(
                     "{}\tcreated {}\texpires {}\tdevice {}\tip {}",
                     s.session_id,
                     crate::clock::rfc3339(s.created_at),
@@ -363,7 +381,7 @@ async fn session(state: &AppState, cmd: SessionCommand) -> Result<(), Refused> {
         SessionCommand::Revoke { mobile } => {
             let u = existing(state, &mobile).await?;
             let n = sessions::end_all(state, u.user_id, &RequestMeta::command(), "ended by command").await?;
-            println!("{n} session(s) of user {} ended", u.user_id);
+            say!("{n} session(s) of user {} ended", u.user_id);
         }
     }
     Ok(())
@@ -385,7 +403,7 @@ fn inspect(config: &Config, token: &str) -> Result<(), Refused> {
         "kid": kid,
         "verdict": verdict,
     });
-    println!("{}", serde_json::to_string_pretty(&report).unwrap_or_default());
+    say!("{}", serde_json::to_string_pretty(&report).unwrap_or_default());
     if verdict == "valid" {
         Ok(())
     } else {

@@ -6,8 +6,9 @@ use clap::Parser;
 use passport::cli::{self, Cli};
 use tracing_subscriber::EnvFilter;
 
-// glibc's allocator spends a fifth of a busy server's CPU in malloc/free under two
-// worker threads (BENCHMARKS.md); mimalloc's per-thread heaps do not.
+// Every request allocates a little on whichever worker thread runs it; mimalloc's
+// per-thread heaps serve that without glibc's arena locking (BENCHMARKS.md, "What
+// changed, measured").
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 

@@ -127,3 +127,39 @@ async fn user_add_list_and_exit_statuses() {
     assert_eq!(report["verdict"], "invalid_token");
     app.stop().await;
 }
+
+#[tokio::test]
+async fn a_reader_that_went_away_ends_no_command_in_a_panic() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    ok(&run_command(dir, &["user", "add", "13800000086"], "a password from stdin\n").await);
+    // stdout is a pipe whose reading end is already closed, as with `… | head -1`
+    // once head has its line: every write fails with EPIPE.
+    let answer = |args: &'static [&'static str]| async move {
+        let (reader, writer) = std::io::pipe().unwrap();
+        drop(reader);
+        command(dir, &[])
+            .args(args)
+            .stdin(std::process::Stdio::null())
+            .stdout(writer)
+            .stderr(std::process::Stdio::piped())
+            // Not `output()`: tokio's replaces stdout with a pipe of its own.
+            .spawn()
+            .unwrap()
+            .wait_with_output()
+            .await
+            .unwrap()
+    };
+    let listed = answer(&["user", "list"]).await;
+    assert_eq!(
+        listed.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&listed.stderr)
+    );
+    assert!(listed.stderr.is_empty(), "{}", String::from_utf8_lossy(&listed.stderr));
+    // A refused operation keeps its exit status.
+    let inspected = answer(&["token", "inspect", "not-a-token"]).await;
+    assert_eq!(inspected.status.code(), Some(1));
+    assert!(!String::from_utf8_lossy(&inspected.stderr).contains("panicked"));
+}

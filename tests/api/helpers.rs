@@ -227,6 +227,21 @@ pub async fn run_command(dir: &Path, args: &[&str], stdin: &str) -> std::process
 pub async fn run_command_with(dir: &Path, extra: &[(&str, &str)], args: &[&str], stdin: &str) -> std::process::Output {
     use std::process::Stdio;
     use tokio::io::AsyncWriteExt;
+    let mut child = command(dir, extra)
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run passport");
+    let mut input = child.stdin.take().unwrap();
+    input.write_all(stdin.as_bytes()).await.unwrap();
+    drop(input);
+    child.wait_with_output().await.unwrap()
+}
+
+/// A `passport` command over a test app's data, its settings given as flags.
+pub fn command(dir: &Path, extra: &[(&str, &str)]) -> tokio::process::Command {
     let mut cmd = tokio::process::Command::new(passport_bin());
     for (k, v) in settings(dir, extra) {
         match k.as_str() {
@@ -240,18 +255,8 @@ pub async fn run_command_with(dir: &Path, extra: &[(&str, &str)], args: &[&str],
             }
         }
     }
-    let mut child = cmd
-        .args(args)
-        .env_remove("PASSPORT_CONFIG")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("run passport");
-    let mut input = child.stdin.take().unwrap();
-    input.write_all(stdin.as_bytes()).await.unwrap();
-    drop(input);
-    child.wait_with_output().await.unwrap()
+    cmd.env_remove("PASSPORT_CONFIG");
+    cmd
 }
 
 /// Runs `n` futures at once on the runtime; returns their outputs in order.
