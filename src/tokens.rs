@@ -12,13 +12,12 @@
 //! parses the header twice and the claims twice into general structures: identify
 //! runs on every request of the platform, and each segment is parsed once here.
 
+use std::borrow::Cow;
 use std::io::Write;
 use std::path::Path;
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
-use std::borrow::Cow;
-
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header};
 use serde::de::IgnoredAny;
 use serde::{Deserialize, Serialize};
@@ -366,8 +365,10 @@ impl KeyRing {
         else {
             return Err(Invalid);
         };
-        let mut header_buf = [0u8; SEGMENT_MAX];
-        let header: JoseHeader = parse_segment(header_b64, &mut header_buf)?;
+        // One buffer for both segments: the header is done with once the key is
+        // chosen, and the claims are decoded only after that.
+        let mut buf = [0u8; SEGMENT_MAX];
+        let header: JoseHeader = parse_segment(header_b64, &mut buf)?;
         if header.alg != ALLOWED_ALG.0 || header.names_a_key_source() {
             return Err(Invalid);
         }
@@ -385,8 +386,7 @@ impl KeyRing {
         if !genuine {
             return Err(Invalid);
         }
-        let mut claims_buf = [0u8; SEGMENT_MAX];
-        let c: Claims = parse_segment(claims_b64, &mut claims_buf)?;
+        let c: Claims = parse_segment(claims_b64, &mut buf)?;
         if c.iss != self.issuer {
             return Err(Invalid);
         }
