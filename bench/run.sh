@@ -15,54 +15,18 @@ cd "$(dirname "$0")/.."
 DUR="${1:-10}"
 CONNS=64
 STORM=32
-USERS=64
 
-if ! command -v wrk >/dev/null 2>&1; then
-  echo "bench: installing wrk" >&2
-  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null
-fi
-echo "bench: building (release)" >&2
-cargo build --release --quiet --bin passport --example hash_cost --example seed_sessions
-BIN=target/release/passport
 WORK=$(mktemp -d)
 PIDS=()
 cleanup() { for p in "${PIDS[@]:-}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$WORK"; }
 trap cleanup EXIT
+. bench/common.sh
 
-# Starts passport with extra env; sets ADDR and PID.
-start() {
-  local name=$1; shift
-  mkdir -p "$WORK/$name"
-  env PASSPORT_LISTEN=127.0.0.1:0 PASSPORT_DATA_DIR="$WORK/$name/data" \
-      PASSPORT_AUDIT_LOG="$WORK/$name/audit.log" PASSPORT_SECRET_KEY=bench-secret-bench-secret-bench-secret \
-      PASSPORT_RATE_LOGIN_IP=100000000/60 PASSPORT_RATE_REGISTER_IP=100000000/60 \
-      PASSPORT_RATE_LOGIN_ACCOUNT=100000000/60 PASSPORT_HASH_QUEUE=4096 NO_COLOR=1 RUST_LOG=warn,passport::app=info,passport::store=info \
-      "$@" "$BIN" serve 2> "$WORK/$name/log" &
-  PID=$!
-  PIDS+=("$PID")
-  for _ in $(seq 1 600); do
-    ADDR=$(sed -n 's/.*addr=\([0-9.:]*\).*/\1/p' "$WORK/$name/log" | head -1)
-    [ -n "$ADDR" ] && curl -sf "http://$ADDR/healthz" >/dev/null && return 0
-    sleep 0.05
-  done
-  echo "bench: $name did not start" >&2; cat "$WORK/$name/log" >&2; exit 1
-}
-
-stop() { kill "$PID"; wait "$PID" 2>/dev/null || true; }
+ensure_wrk
+echo "bench: building (release)" >&2
+cargo build --release --quiet --bin passport --example hash_cost --example seed_sessions
 
 rss_mb() { awk '/VmRSS/ {printf "%.0f", $2/1024}' "/proc/$1/status"; }
-
-# wrk output on stdin → "rps p50_ms p99_ms errors" ($1: decimals of req/s).
-# errors = non-2xx answers plus socket errors: a fast figure made of 503s or
-# timeouts must not pass for a good one.
-wrk_summary() {
-  awk -v d="${1:-0}" '
-    function ms(v) { if (v ~ /us$/) return v/1000; if (v ~ /ms$/) return v+0; if (v ~ /s$/) return v*1000; return v }
-    /^ +50%/ {p50=ms($2)} /^ +99%/ {p99=ms($2)} /^Requests\/sec/ {rps=$2}
-    /Non-2xx or 3xx responses:/ {err+=$NF}
-    /Socket errors:/ {for (i=3; i<=NF; i++) if ($i ~ /^[0-9]+,?$/) err+=$i+0}
-    END {printf "%.*f %.2f %.2f %d\n", d, rps, p50, p99, err}'
-}
 
 wrk_run() {
   local out
@@ -71,38 +35,13 @@ wrk_run() {
   echo "$out" | wrk_summary
 }
 
-# Registers users u1..uN and prints their tokens, one per line.
-make_users() {
-  local base=$1 prefix=$2
-  for i in $(seq 1 "$USERS"); do
-    printf '{"mobile":"+86%s%04d","password":"bench horse battery staple"}\n' "$prefix" "$i"
-  done > "$WORK/users.jsonl"
-  xargs -P 4 -d '\n' -I{} curl -s -o /dev/null -X POST "$base/passport/register" \
-    -H 'Content-Type: application/json' -d '{}' < "$WORK/users.jsonl"
-}
-
-token_of() {
-  curl -s -X POST "$1/passport/login" -H 'Content-Type: application/json' \
-    -d "{\"mobile\":\"$2\",\"password\":\"bench horse battery staple\"}" | sed -E 's/.*"token":"([^"]+)".*/\1/'
-}
-
-cat > "$WORK/login.lua" <<EOF
--- Logs in as the bench users in turn (each login replaces that user's session).
-local n, i = $USERS, 0
-request = function()
-  i = i % n + 1
-  local body = string.format('{"mobile":"+86%s%04d","password":"bench horse battery staple"}', "1391000", i)
-  return wrk.format("POST", "/passport/login", {["Content-Type"] = "application/json"}, body)
-end
-EOF
+login_script "$BENCH_PASSWORD"
 
 measure_identify() {   # $1 label; uses ADDR
   local base="http://$ADDR"
-  make_users "$base" 1391000
-  curl -s -o /dev/null -X POST "$base/passport/register" -H 'Content-Type: application/json' \
-    -d '{"mobile":"+8613700000001","password":"bench horse battery staple"}'
+  make_users "$base"
   local token
-  token=$(token_of "$base" +8613700000001)
+  token=$(probe_token "$base")
   # The same request to both routes, Authorization header included: only the
   # route's own work differs. Each gets a short warm-up first.
   local auth="Authorization: JWT $token"

@@ -1,0 +1,82 @@
+# What the bench scripts share; sourced from the repository root, not run.
+# The caller sets WORK (a scratch directory) and PIDS (an array), and kills PIDS on
+# exit. Passport runs with the rate limits out of the way (the load comes from one
+# address) and a hashing queue deep enough for the login storm.
+
+BIN=target/release/passport
+BENCH_PASSWORD="bench horse battery staple"
+BENCH_USERS=64
+STORM_PREFIX=1391000     # the storm's users are +86${STORM_PREFIX}0001 …
+PROBE_MOBILE=+8613700000001
+
+ensure_wrk() {
+  if ! command -v wrk >/dev/null 2>&1; then
+    echo "bench: installing wrk" >&2
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null
+  fi
+}
+
+# Starts passport with extra env (name=value …); sets ADDR and PID.
+start() {
+  local name=$1; shift
+  mkdir -p "$WORK/$name"
+  env PASSPORT_LISTEN=127.0.0.1:0 PASSPORT_DATA_DIR="$WORK/$name/data" \
+      PASSPORT_AUDIT_LOG="$WORK/$name/audit.log" PASSPORT_SECRET_KEY=bench-secret-bench-secret-bench-secret \
+      PASSPORT_RATE_LOGIN_IP=100000000/60 PASSPORT_RATE_REGISTER_IP=100000000/60 \
+      PASSPORT_RATE_LOGIN_ACCOUNT=100000000/60 PASSPORT_HASH_QUEUE=4096 NO_COLOR=1 RUST_LOG=warn,passport::app=info,passport::store=info \
+      "$@" "$BIN" serve 2> "$WORK/$name/log" &
+  PID=$!
+  PIDS+=("$PID")
+  for _ in $(seq 1 600); do
+    ADDR=$(sed -n 's/.*addr=\([0-9.:]*\).*/\1/p' "$WORK/$name/log" | head -1)
+    [ -n "$ADDR" ] && curl -sf "http://$ADDR/healthz" >/dev/null && return 0
+    sleep 0.05
+  done
+  echo "bench: $name did not start" >&2; cat "$WORK/$name/log" >&2; exit 1
+}
+
+stop() { kill "$PID"; wait "$PID" 2>/dev/null || true; }
+
+# wrk output on stdin → "rps p50_ms p99_ms errors" ($1: decimals of req/s).
+# errors = non-2xx answers plus socket errors: a fast figure made of 503s or
+# timeouts must not pass for a good one.
+wrk_summary() {
+  awk -v d="${1:-0}" '
+    function ms(v) { if (v ~ /us$/) return v/1000; if (v ~ /ms$/) return v+0; if (v ~ /s$/) return v*1000; return v }
+    /^ +50%/ {p50=ms($2)} /^ +99%/ {p99=ms($2)} /^Requests\/sec/ {rps=$2}
+    /Non-2xx or 3xx responses:/ {err+=$NF}
+    /Socket errors:/ {for (i=3; i<=NF; i++) if ($i ~ /^[0-9]+,?$/) err+=$i+0}
+    END {printf "%.*f %.2f %.2f %d\n", d, rps, p50, p99, err}'
+}
+
+# Registers the storm's users and the probe user on the server at $1.
+make_users() {
+  local base=$1
+  {
+    for i in $(seq 1 "$BENCH_USERS"); do
+      printf '{"mobile":"+86%s%04d","password":"%s"}\n' "$STORM_PREFIX" "$i" "$BENCH_PASSWORD"
+    done
+    printf '{"mobile":"%s","password":"%s"}\n' "$PROBE_MOBILE" "$BENCH_PASSWORD"
+  } > "$WORK/users.jsonl"
+  xargs -P 4 -d '\n' -I{} curl -s -o /dev/null -X POST "$base/passport/register" \
+    -H 'Content-Type: application/json' -d '{}' < "$WORK/users.jsonl"
+}
+
+# The access token of a fresh login of the probe user on the server at $1.
+probe_token() {
+  curl -s -X POST "$1/passport/login" -H 'Content-Type: application/json' \
+    -d "{\"mobile\":\"$PROBE_MOBILE\",\"password\":\"$BENCH_PASSWORD\"}" | sed -E 's/.*"token":"([^"]+)".*/\1/'
+}
+
+# Writes $WORK/login.lua: a wrk script that logs in as the storm's users in turn
+# (each login replaces that user's session), with password $1.
+login_script() {
+  cat > "$WORK/login.lua" <<LUA
+local n, i = $BENCH_USERS, 0
+request = function()
+  i = i % n + 1
+  local body = string.format('{"mobile":"+86%s%04d","password":"%s"}', "$STORM_PREFIX", i, "$1")
+  return wrk.format("POST", "/passport/login", {["Content-Type"] = "application/json"}, body)
+end
+LUA
+}
