@@ -108,6 +108,9 @@ pub struct Settings {
     /// Hash requests that may wait; beyond it 503 busy.
     #[arg(long, env = "PASSPORT_HASH_QUEUE", global = true)]
     hash_queue: Option<String>,
+    /// Pin request threads one per CPU (true/false).
+    #[arg(long, env = "PASSPORT_PIN_WORKERS", global = true)]
+    pin_workers: Option<String>,
 }
 
 impl Settings {
@@ -138,6 +141,7 @@ impl Settings {
             ("default_lang", &self.default_lang),
             ("hash_workers", &self.hash_workers),
             ("hash_queue", &self.hash_queue),
+            ("pin_workers", &self.pin_workers),
         ]
     }
 }

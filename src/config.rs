@@ -43,6 +43,7 @@ pub const KEYS: &[&str] = &[
     "default_lang",
     "hash_workers",
     "hash_queue",
+    "pin_workers",
 ];
 
 /// The most leeway SPEC §4 allows: a larger one would make `exp` meaningless.
@@ -162,6 +163,9 @@ pub struct Config {
     pub hash_workers: usize,
     /// Hash requests allowed to wait for a worker; beyond that, 503 `busy`.
     pub hash_queue: usize,
+    /// Pin the runtime's workers one to a CPU when there is one CPU per worker
+    /// (`scheduling`).
+    pub pin_workers: bool,
 }
 
 /// A setting that could not be used; the message names it and says why.
@@ -410,6 +414,7 @@ impl Config {
             return Err(ConfigError::new("hash_workers", "must be at least 1"));
         }
         let hash_queue = src.parse("hash_queue", 256usize, "a number of requests")?;
+        let pin_workers = src.parse("pin_workers", true, "true or false")?;
 
         Ok(Config {
             listen,
@@ -436,6 +441,7 @@ impl Config {
             default_lang,
             hash_workers,
             hash_queue,
+            pin_workers,
         })
     }
 }

@@ -20,6 +20,7 @@ pub mod phone;
 pub mod profiles;
 pub mod ratelimit;
 pub mod refresh;
+pub mod scheduling;
 pub mod sessions;
 pub mod store;
 pub mod tokens;

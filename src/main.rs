@@ -12,8 +12,7 @@ use tracing_subscriber::EnvFilter;
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-#[tokio::main]
-async fn main() -> ExitCode {
+fn main() -> ExitCode {
     let cli = Cli::parse();
     let serving = matches!(cli.command, None | Some(cli::Command::Serve));
     // Diagnostics go to stderr; RUST_LOG overrides. Commands stay quiet by default
@@ -30,5 +29,12 @@ async fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    cli::run(cli, config).await
+    let runtime = match passport::scheduling::runtime(serving && config.pin_workers) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("passport: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(cli::run(cli, config))
 }

@@ -4,8 +4,8 @@
 //! Hashing costs tens of milliseconds of CPU, so it never runs on the async
 //! runtime: `hash_workers` threads of their own hash, at most `hash_queue` more
 //! jobs wait; past that the caller gets `Busy` (503) at once instead of piling up
-//! work the server cannot finish. The hashing threads run at a lower CPU priority
-//! than the runtime, so that a login storm takes the CPU that identify leaves and
+//! work the server cannot finish. The hashing threads run in the background
+//! (`scheduling`), so that a login storm takes the CPU that identify leaves and
 //! does not delay identify (BENCHMARKS.md).
 
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -127,24 +127,6 @@ struct Inner {
     jobs: AtomicU64,
 }
 
-/// The nice value of the hashing threads (the runtime's threads keep 0): the
-/// lowest, so that a runnable runtime thread gets about 98% of a contended core
-/// and hashing the rest. Hashing still gets every cycle the runtime leaves.
-const HASH_NICE: libc::c_int = 19;
-
-/// Lowers the calling thread's CPU priority, best effort: a system that refuses
-/// only loses the preference, never a login.
-fn lower_priority() {
-    // SAFETY: plain syscalls on the calling thread; no memory is passed.
-    let done = unsafe {
-        let tid = libc::gettid();
-        libc::setpriority(libc::PRIO_PROCESS, tid as libc::id_t, HASH_NICE)
-    };
-    if done != 0 {
-        tracing::warn!("could not lower the priority of a password hashing thread");
-    }
-}
-
 fn argon2() -> Argon2<'static> {
     Argon2::new(Algorithm::Argon2id, Version::V0x13, current_params())
 }
@@ -263,7 +245,7 @@ impl Hasher {
             std::thread::Builder::new()
                 .name(format!("password-hash-{i}"))
                 .spawn(move || {
-                    lower_priority();
+                    crate::scheduling::run_in_background();
                     let mut memory = HashMemory::default();
                     for job in jobs_rx {
                         // A panic fails that one job (its caller sees the reply

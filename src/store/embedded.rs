@@ -6,12 +6,12 @@ use std::path::Path;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use sqlx::sqlite::{SqlitePoolOptions, SqliteRow};
+use sqlx::sqlite::SqliteRow;
 use sqlx::{Row, SqliteConnection, SqlitePool};
 
 use super::{
-    classify, sqlite_options, Count, CreateOutcome, Found, RateStore, RefreshState, Session, SessionCheck, SessionId,
-    SessionPolicy, SessionStore, StoreError, StoreStats,
+    classify, sqlite_options, sqlite_pool, Count, CreateOutcome, Found, RateStore, RefreshState, Session, SessionCheck,
+    SessionId, SessionPolicy, SessionStore, StoreError, StoreStats,
 };
 use crate::config::Overflow;
 
@@ -101,11 +101,7 @@ fn unix_now() -> i64 {
 impl EmbeddedSessions {
     pub async fn open(path: &Path, stats: Arc<StoreStats>) -> anyhow::Result<EmbeddedSessions> {
         let url = format!("sqlite://{}", path.display());
-        let pool = SqlitePoolOptions::new()
-            .max_connections(4)
-            .acquire_timeout(std::time::Duration::from_secs(5))
-            .connect_with(sqlite_options(&url)?)
-            .await?;
+        let pool = sqlite_pool(4).connect_with(sqlite_options(&url)?).await?;
         sqlx::migrate!("migrations/embedded").run(&pool).await?;
         Ok(EmbeddedSessions { pool, stats })
     }

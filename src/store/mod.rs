@@ -353,6 +353,26 @@ pub(crate) fn classify(e: sqlx::Error) -> StoreError {
     }
 }
 
+/// A SQLite pool of up to `max` connections. Each SQLite connection is a thread of
+/// sqlx's, started by whichever thread opens it; one started by a pinned runtime
+/// worker would be stuck on that worker's CPU (`scheduling`), so every new
+/// connection hands its thread back all the process's CPUs.
+pub(crate) fn sqlite_pool(max: u32) -> sqlx::sqlite::SqlitePoolOptions {
+    sqlx::sqlite::SqlitePoolOptions::new()
+        .max_connections(max)
+        .acquire_timeout(std::time::Duration::from_secs(5))
+        .after_connect(|_, _| {
+            Box::pin(async {
+                crate::scheduling::release_threads_named(SQLITE_THREAD_NAME);
+                Ok(())
+            })
+        })
+}
+
+/// How sqlx names a SQLite connection's thread (`sqlx-sqlite-worker-<n>`), as the
+/// kernel keeps it: cut to 15 bytes.
+const SQLITE_THREAD_NAME: &str = "sqlx-sqlite-wor";
+
 /// SQLite connection options shared by every embedded file: WAL so readers never
 /// wait for the writer, `synchronous = FULL` so a commit that returned survives a
 /// crash or power loss, and a busy timeout for the command-line tool writing beside

@@ -3,10 +3,9 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use sqlx::sqlite::SqlitePoolOptions;
 use sqlx::{Row, SqlitePool};
 
-use super::{classify, sqlite_options, StoreError, StoreStats, UserRecord, UserStore};
+use super::{classify, sqlite_options, sqlite_pool, StoreError, StoreStats, UserRecord, UserStore};
 
 pub struct SqliteUsers {
     pool: SqlitePool,
@@ -31,11 +30,7 @@ fn record(row: &sqlx::sqlite::SqliteRow) -> Result<UserRecord, StoreError> {
 impl SqliteUsers {
     /// Opens (creating if missing) and migrates the database at `url`.
     pub async fn connect(url: &str, stats: Arc<StoreStats>) -> anyhow::Result<SqliteUsers> {
-        let pool = SqlitePoolOptions::new()
-            .max_connections(8)
-            .acquire_timeout(std::time::Duration::from_secs(5))
-            .connect_with(sqlite_options(url)?)
-            .await?;
+        let pool = sqlite_pool(8).connect_with(sqlite_options(url)?).await?;
         sqlx::migrate!("migrations/sqlite").run(&pool).await?;
         Ok(SqliteUsers { pool, stats })
     }

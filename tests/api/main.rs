@@ -10,6 +10,7 @@ mod identify_cost;
 mod keyring;
 mod legacy;
 mod refresh;
+mod scheduling;
 mod sessions;
 #[path = "../support/mod.rs"]
 mod support;

@@ -469,6 +469,10 @@ impl PassportProcess {
         }
     }
 
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("process present").id()
+    }
+
     /// Hands the process over to the caller, who decides how it ends.
     pub fn into_child(mut self) -> Child {
         self.child.take().expect("process present")
