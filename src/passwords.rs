@@ -10,6 +10,7 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
 use argon2::password_hash::{Output, ParamsString, PasswordHash, SaltString};
 use argon2::{Algorithm, Argon2, Block, Params, Version};
@@ -17,6 +18,7 @@ use subtle::ConstantTimeEq;
 use tokio::sync::{oneshot, Semaphore};
 
 use crate::i18n::Lang;
+use crate::scheduling::WorkerLoad;
 
 pub const M_COST_KIB: u32 = 19_456;
 pub const T_COST: u32 = 2;
@@ -112,6 +114,14 @@ pub enum HashError {
 pub struct Hasher {
     inner: Arc<Inner>,
 }
+
+/// How long a hashing thread that stands aside waits before it looks at the
+/// workers' load again.
+const STAND_ASIDE: Duration = Duration::from_millis(10);
+
+/// How long an idle hashing thread waits for a job before it looks at the load
+/// again (a busy runtime then costs it at most one more job).
+const LOOK_AGAIN: Duration = Duration::from_millis(100);
 
 /// A job for a hashing thread, given that thread's Argon2 memory.
 type Job = Box<dyn FnOnce(&mut HashMemory) + Send>;
@@ -242,12 +252,25 @@ impl Hasher {
         let (jobs_tx, jobs_rx) = crossbeam_channel::unbounded::<Job>();
         for i in 0..workers {
             let jobs_rx = jobs_rx.clone();
+            // Every thread but the first stands aside while the request threads
+            // are busy (`scheduling`); it looks before each job. Taken here: the
+            // new thread is outside the runtime.
+            let mut load = if i == 0 { None } else { WorkerLoad::of_current_runtime() };
             std::thread::Builder::new()
                 .name(format!("password-hash-{i}"))
                 .spawn(move || {
                     crate::scheduling::run_in_background();
                     let mut memory = HashMemory::default();
-                    for job in jobs_rx {
+                    loop {
+                        if load.as_mut().is_some_and(WorkerLoad::busy) {
+                            std::thread::sleep(STAND_ASIDE);
+                            continue;
+                        }
+                        let job = match jobs_rx.recv_timeout(LOOK_AGAIN) {
+                            Ok(job) => job,
+                            Err(crossbeam_channel::RecvTimeoutError::Timeout) => continue,
+                            Err(crossbeam_channel::RecvTimeoutError::Disconnected) => break,
+                        };
                         // A panic fails that one job (its caller sees the reply
                         // dropped), never the thread.
                         let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| job(&mut memory)));

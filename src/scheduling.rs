@@ -12,6 +12,12 @@
 //!   sleeps, so it is never re-placed, and a CPU that runs a hashing thread never
 //!   goes idle, so it never pulls a waiting worker over.
 //!
+//! - While the workers are busy more than half the time, only the first hashing
+//!   thread takes jobs; the others stand aside (`WorkerLoad`). A CPU with no hashing
+//!   thread on it goes idle between requests, and an idle CPU is where the kernel
+//!   pulls queued threads to; with a hashing thread on every CPU, none ever does.
+//!   Under an identify load logins slow down; alone they use every hashing thread.
+//!
 //! Threads inherit the CPUs of the thread that starts them, so every other runtime
 //! thread, and every hashing thread, first takes back all the process's CPUs.
 //! All of this is Linux's; elsewhere it does nothing. Each call is best effort: a
@@ -20,6 +26,7 @@
 use std::cell::Cell;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 /// The multi-threaded runtime, its workers pinned when `pin_workers` asks and
 /// the machine allows (see `WorkerPinning::plan`). The number of workers is
@@ -84,6 +91,51 @@ impl WorkerPinning {
     pub fn cpus(&self) -> &[usize] {
         &self.cpus
     }
+}
+
+/// How busy the runtime's workers have been, from tokio's per-worker busy time.
+pub struct WorkerLoad {
+    metrics: tokio::runtime::RuntimeMetrics,
+    last_at: Instant,
+    last_busy: Duration,
+}
+
+impl WorkerLoad {
+    /// Above this share of their time busy, the workers need the CPUs more than
+    /// the extra hashing threads do.
+    pub const BUSY: f64 = 0.5;
+
+    /// The load of the runtime of the calling thread, if it runs in one.
+    pub fn of_current_runtime() -> Option<WorkerLoad> {
+        let metrics = tokio::runtime::Handle::try_current().ok()?.metrics();
+        let last_busy = total_busy(&metrics);
+        Some(WorkerLoad {
+            metrics,
+            last_at: Instant::now(),
+            last_busy,
+        })
+    }
+
+    /// The share of the workers' time spent busy since the last call (or since
+    /// `of_current_runtime`), from 0 to 1.
+    pub fn busy_since_last(&mut self) -> f64 {
+        let (now, busy) = (Instant::now(), total_busy(&self.metrics));
+        let elapsed = now.duration_since(self.last_at).as_secs_f64() * self.metrics.num_workers() as f64;
+        let share = busy.saturating_sub(self.last_busy).as_secs_f64() / elapsed.max(f64::MIN_POSITIVE);
+        (self.last_at, self.last_busy) = (now, busy);
+        share.min(1.0)
+    }
+
+    /// Whether the workers were busy more than `BUSY` of the time since the last look.
+    pub fn busy(&mut self) -> bool {
+        self.busy_since_last() > Self::BUSY
+    }
+}
+
+fn total_busy(metrics: &tokio::runtime::RuntimeMetrics) -> Duration {
+    (0..metrics.num_workers())
+        .map(|w| metrics.worker_total_busy_duration(w))
+        .sum()
 }
 
 /// Makes the calling thread a background one: all the process's CPUs, and
@@ -216,6 +268,34 @@ mod tests {
         .unwrap();
         assert_eq!(policy, libc::SCHED_IDLE as u32);
         assert_eq!(cpus, all);
+    }
+
+    #[test]
+    fn worker_load_tells_a_busy_runtime_from_an_idle_one() {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap();
+        let mut load = runtime.block_on(async { WorkerLoad::of_current_runtime() }).unwrap();
+        std::thread::sleep(Duration::from_millis(50));
+        let idle = load.busy_since_last();
+        runtime.block_on(async {
+            tokio::spawn(async {
+                let end = Instant::now() + Duration::from_millis(200);
+                while Instant::now() < end {
+                    std::hint::spin_loop();
+                }
+            })
+            .await
+            .unwrap()
+        });
+        let busy = load.busy_since_last();
+        assert!(
+            idle < WorkerLoad::BUSY && busy > WorkerLoad::BUSY,
+            "idle {idle}, busy {busy}"
+        );
+        assert!(WorkerLoad::of_current_runtime().is_none(), "outside a runtime");
     }
 
     #[test]

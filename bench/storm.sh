@@ -1,0 +1,62 @@
+#!/usr/bin/env bash
+# Identify's p99 alone and during a login storm, for four placements of Passport's
+# threads (src/scheduling.rs), each on a fresh server (embedded store):
+#   default         hashing under SCHED_IDLE, request workers pinned one per CPU
+#   unpinned        hashing under SCHED_IDLE, PASSPORT_PIN_WORKERS=false
+#   nice19-pinned   hashing put back to SCHED_OTHER at nice 19, workers pinned
+#   nice19-unpinned the same, unpinned: how Passport ran before
+# Each round measures GET /passport/me (64 connections) alone, then beside 32
+# connections logging in, as bench/run.sh does.
+# Usage: bench/storm.sh [seconds per run, default 8] [rounds, default 2]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+DUR="${1:-8}"
+ROUNDS="${2:-2}"
+WORK=$(mktemp -d)
+PIDS=()
+STORM=""
+cleanup() { for p in $STORM "${PIDS[@]:-}"; do [ -n "$p" ] && kill "$p" 2>/dev/null || true; done; rm -rf "$WORK"; }
+trap cleanup EXIT
+. bench/common.sh
+
+ensure_wrk
+cargo build --release --quiet --bin passport
+
+# The hashing threads of process $1 back to SCHED_OTHER at nice 19.
+hashing_at_nice19() {
+  local task
+  for task in /proc/"$1"/task/*; do
+    if grep -q '^password-hash' "$task/comm"; then
+      chrt --other -p 0 "${task##*/}" >/dev/null
+      renice -n 19 -p "${task##*/}" >/dev/null
+    fi
+  done
+}
+
+me_p99() {
+  wrk -t2 -c64 -d"$DUR"s --latency -H "Authorization: JWT $TOKEN" "$BASE/passport/me" | wrk_summary | awk '{print $3}'
+}
+
+printf '%-16s %-6s %-12s %-12s %s\n' placement round "p99 alone" "p99 storm" ratio
+for placement in default unpinned nice19-pinned nice19-unpinned; do
+  case $placement in *unpinned) pin=false ;; *) pin=true ;; esac
+  start "$placement" PASSPORT_PIN_WORKERS=$pin
+  case $placement in nice19-*) hashing_at_nice19 "$PID" ;; esac
+  BASE="http://$ADDR"
+  make_users "$BASE"
+  TOKEN=$(probe_token "$BASE")
+  login_script "$BENCH_PASSWORD"
+  wrk -t2 -c64 -d2s -H "Authorization: JWT $TOKEN" "$BASE/passport/me" >/dev/null
+  for round in $(seq "$ROUNDS"); do
+    alone=$(me_p99)
+    wrk -t1 -c32 -d$((DUR + 60))s --timeout 10s -s "$WORK/login.lua" "$BASE" >/dev/null &
+    STORM=$!
+    sleep 2
+    storm=$(me_p99)
+    kill "$STORM"; wait "$STORM" 2>/dev/null || true
+    STORM=""
+    printf '%-16s %-6s %-12s %-12s %.2fx\n' "$placement" "$round" "$alone ms" "$storm ms" "$(echo "$storm / $alone" | bc -l)"
+    sleep 1
+  done
+  stop
+done
