@@ -280,6 +280,7 @@ mod tests {
         let mut load = runtime.block_on(async { WorkerLoad::of_current_runtime() }).unwrap();
         std::thread::sleep(Duration::from_millis(50));
         let idle = load.busy_since_last();
+        let parks = runtime.metrics().worker_park_count(0);
         runtime.block_on(async {
             tokio::spawn(async {
                 let end = Instant::now() + Duration::from_millis(200);
@@ -290,6 +291,11 @@ mod tests {
             .await
             .unwrap()
         });
+        // A worker reports its busy time when it parks, just after the task ends.
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while runtime.metrics().worker_park_count(0) == parks && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(1));
+        }
         let busy = load.busy_since_last();
         assert!(
             idle < WorkerLoad::BUSY && busy > WorkerLoad::BUSY,
