@@ -11,7 +11,6 @@
 //!   scheduler tick while the other CPU ran a hashing thread: a busy worker never
 //!   sleeps, so it is never re-placed, and a CPU that runs a hashing thread never
 //!   goes idle, so it never pulls a waiting worker over.
-//!
 //! - While the workers are busy more than half the time, only the first hashing
 //!   thread takes jobs; the others stand aside (`WorkerLoad`). A CPU with no hashing
 //!   thread on it goes idle between requests, and an idle CPU is where the kernel
