@@ -10,6 +10,7 @@ mod identify_cost;
 mod keyring;
 mod legacy;
 mod refresh;
+#[cfg(target_os = "linux")] // reads /proc
 mod scheduling;
 mod sessions;
 #[path = "../support/mod.rs"]
