@@ -143,9 +143,17 @@ pub fn run_in_background() {
     if let Some(cpus) = os::allowed_cpus() {
         os::set_cpus(&cpus);
     }
-    if !os::idle_policy() {
-        tracing::warn!("could not lower the CPU priority of a password hashing thread");
+    match os::idle_policy() {
+        Some(Policy::Idle) => {}
+        Some(Policy::Nice19) => tracing::warn!("SCHED_IDLE refused: a password hashing thread runs at nice 19"),
+        None => tracing::warn!("could not lower the CPU priority of a password hashing thread"),
     }
+}
+
+/// The background policy a thread got.
+enum Policy {
+    Idle,
+    Nice19,
 }
 
 /// Gives every thread of the process whose name starts with `prefix` all the
@@ -209,13 +217,18 @@ mod os {
     }
 
     /// SCHED_IDLE for the calling thread, or nice 19 where that is refused.
-    pub fn idle_policy() -> bool {
+    pub fn idle_policy() -> Option<super::Policy> {
         // SAFETY: plain syscalls on the calling thread (0 / its tid); `param` lives
         // across the call.
         unsafe {
             let param = libc::sched_param { sched_priority: 0 };
-            libc::sched_setscheduler(0, libc::SCHED_IDLE, &param) == 0
-                || libc::setpriority(libc::PRIO_PROCESS, libc::gettid() as libc::id_t, 19) == 0
+            if libc::sched_setscheduler(0, libc::SCHED_IDLE, &param) == 0 {
+                Some(super::Policy::Idle)
+            } else if libc::setpriority(libc::PRIO_PROCESS, libc::gettid() as libc::id_t, 19) == 0 {
+                Some(super::Policy::Nice19)
+            } else {
+                None
+            }
         }
     }
 }
@@ -227,8 +240,8 @@ mod os {
     }
     pub fn set_cpus(_: &[usize]) {}
     pub fn set_cpus_of(_: i32, _: &[usize]) {}
-    pub fn idle_policy() -> bool {
-        true
+    pub fn idle_policy() -> Option<super::Policy> {
+        Some(super::Policy::Idle)
     }
 }
 

@@ -83,8 +83,12 @@ async fn hashing_runs_idle_workers_are_pinned_and_the_rest_may_run_anywhere() {
                 .sum::<u32>() as usize
         })
         .unwrap();
-    let workers = std::thread::available_parallelism().unwrap().get();
-    let pinning = workers == allowed_count && workers > 1 && std::env::var_os("TOKIO_WORKER_THREADS").is_none();
+    // The server's worker count, as `scheduling::runtime` reckons it.
+    let workers = std::env::var("TOKIO_WORKER_THREADS")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| std::thread::available_parallelism().unwrap().get());
+    let pinning = workers == allowed_count && workers > 1;
 
     let tmp = tempfile::tempdir().unwrap();
     let server = busy_server(tmp.path(), &[("hash_workers", "2")]).await;
