@@ -80,3 +80,16 @@ request = function()
 end
 LUA
 }
+
+# GET /passport/me with $TOKEN on $BASE, 2 threads and 64 connections for $1
+# seconds; prints wrk_summary's line. `me_load 2 >/dev/null` is the warm-up.
+me_load() {
+  wrk -t2 -c64 -d"$1"s --latency -H "Authorization: JWT $TOKEN" "$BASE/passport/me" | wrk_summary
+}
+
+# Starts the login storm of $WORK/login.lua on $BASE (32 connections) for $1
+# seconds in the background; sets STORM_PID.
+storm_in_background() {
+  wrk -t1 -c32 -d"$1"s --timeout 10s -s "$WORK/login.lua" "$BASE" >/dev/null &
+  STORM_PID=$!
+}

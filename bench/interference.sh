@@ -31,7 +31,7 @@ TOKEN=$(probe_token "$BASE")
 # req/s, p50 and p99 of /me, and its errors (non-2xx answers, socket errors)
 me() {
   local rps p50 p99 err
-  read -r rps p50 p99 err < <(wrk -t2 -c64 -d"$DUR"s --latency -H "Authorization: JWT $TOKEN" "$BASE/passport/me" | wrk_summary)
+  read -r rps p50 p99 err < <(me_load "$DUR")
   printf '%8.0f req/s  p50 %5.2f ms  p99 %5.2f ms  errors %d\n' "$rps" "$p50" "$p99" "$err"
 }
 
@@ -39,8 +39,8 @@ start_background() {
   case "$1" in
     storm | storm-wrong)
       if [ "$1" = storm ]; then login_script "$BENCH_PASSWORD"; else login_script "not the password"; fi
-      wrk -t1 -c32 -d$((DUR + 60))s --timeout 10s -s "$WORK/login.lua" "$BASE" >/dev/null &
-      BG+=($!) ;;
+      storm_in_background $((DUR + 60))
+      BG+=("$STORM_PID") ;;
     argon2) for _ in 1 2; do nice -n 19 target/release/examples/hash_cost 1000000 >/dev/null & BG+=($!); done ;;
     argon2-idle) for _ in 1 2; do chrt -i 0 target/release/examples/hash_cost 1000000 >/dev/null & BG+=($!); done ;;
     spin) for _ in 1 2; do nice -n 19 sh -c 'while :; do :; done' & BG+=($!); done ;;
@@ -48,7 +48,7 @@ start_background() {
   esac
 }
 
-wrk -t2 -c64 -d2s -H "Authorization: JWT $TOKEN" "$BASE/passport/me" >/dev/null
+me_load 2 >/dev/null
 printf '%-12s %s\n' alone "$(me)"
 for kind in "${KINDS[@]}"; do
   start_background "$kind"

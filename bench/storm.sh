@@ -16,8 +16,8 @@ DUR="${1:-8}"
 ROUNDS="${2:-2}"
 WORK=$(mktemp -d)
 PIDS=()
-STORM=""
-cleanup() { for p in $STORM "${PIDS[@]:-}"; do [ -n "$p" ] && kill "$p" 2>/dev/null || true; done; rm -rf "$WORK"; }
+STORM_PID=""
+cleanup() { for p in $STORM_PID "${PIDS[@]:-}"; do [ -n "$p" ] && kill "$p" 2>/dev/null || true; done; rm -rf "$WORK"; }
 trap cleanup EXIT
 . bench/common.sh
 
@@ -35,9 +35,7 @@ hashing_at_nice19() {
   done
 }
 
-me_p99() {
-  wrk -t2 -c64 -d"$DUR"s --latency -H "Authorization: JWT $TOKEN" "$BASE/passport/me" | wrk_summary | awk '{print $3}'
-}
+me_p99() { me_load "$DUR" | awk '{print $3}'; }
 
 printf '%-16s %-6s %-12s %-12s %s\n' placement round "p99 alone" "p99 storm" ratio
 PLACEMENTS=(default unpinned nice19-pinned nice19-unpinned)
@@ -53,15 +51,14 @@ for placement in "${PLACEMENTS[@]}"; do
   make_users "$BASE"
   TOKEN=$(probe_token "$BASE")
   login_script "$BENCH_PASSWORD"
-  wrk -t2 -c64 -d2s -H "Authorization: JWT $TOKEN" "$BASE/passport/me" >/dev/null
+  me_load 2 >/dev/null
   for round in $(seq "$ROUNDS"); do
     alone=$(me_p99)
-    wrk -t1 -c32 -d$((DUR + 60))s --timeout 10s -s "$WORK/login.lua" "$BASE" >/dev/null &
-    STORM=$!
+    storm_in_background $((DUR + 60))
     sleep 2
     storm=$(me_p99)
-    kill "$STORM"; wait "$STORM" 2>/dev/null || true
-    STORM=""
+    kill "$STORM_PID"; wait "$STORM_PID" 2>/dev/null || true
+    STORM_PID=""
     printf '%-16s %-6s %-12s %-12s %.2fx\n' "$placement" "$round" "$alone ms" "$storm ms" "$(echo "$storm / $alone" | bc -l)"
     sleep 1
   done
