@@ -242,21 +242,9 @@ pub async fn run_command_with(dir: &Path, extra: &[(&str, &str)], args: &[&str],
 
 /// A `passport` command over a test app's data, its settings given as flags.
 pub fn command(dir: &Path, extra: &[(&str, &str)]) -> tokio::process::Command {
-    let mut cmd = tokio::process::Command::new(passport_bin());
-    for (k, v) in settings(dir, extra) {
-        match k.as_str() {
-            "listen" => {}
-            // Secrets go by environment, never on a command line others can read.
-            "secret_key" => {
-                cmd.env("PASSPORT_SECRET_KEY", v);
-            }
-            _ => {
-                cmd.arg(format!("--{}", k.replace('_', "-"))).arg(v);
-            }
-        }
-    }
-    cmd.env_remove("PASSPORT_CONFIG");
-    cmd
+    let mut settings = settings(dir, extra);
+    settings.retain(|(k, _)| k != "listen");
+    crate::support::passport_command(passport_bin(), &settings).into()
 }
 
 /// Runs `n` futures at once on the runtime; returns their outputs in order.

@@ -422,6 +422,22 @@ impl PrivatePostgres {
     }
 }
 
+/// The binary `bin` with these settings, each as its flag, except `secret_key`,
+/// which goes by environment (never on a command line others can read); no
+/// configuration file.
+pub fn passport_command(bin: &str, settings: &[(String, String)]) -> Command {
+    let mut cmd = Command::new(bin);
+    for (k, v) in settings {
+        if k == "secret_key" {
+            cmd.env("PASSPORT_SECRET_KEY", v);
+        } else {
+            cmd.arg(format!("--{}", k.replace('_', "-"))).arg(v);
+        }
+    }
+    cmd.env_remove("PASSPORT_CONFIG");
+    cmd
+}
+
 /// A `passport serve` process on port 0, killed when dropped.
 pub struct PassportProcess {
     pub addr: String,
@@ -433,19 +449,10 @@ impl PassportProcess {
     /// and reads its bound address from its log.
     pub fn start(bin: &str, settings: &[(String, String)]) -> PassportProcess {
         use std::io::{BufRead, BufReader};
-        let mut cmd = Command::new(bin);
-        for (k, v) in settings {
-            if k == "secret_key" {
-                cmd.env("PASSPORT_SECRET_KEY", v);
-            } else {
-                cmd.arg(format!("--{}", k.replace('_', "-"))).arg(v);
-            }
-        }
-        let mut child = cmd
+        let mut child = passport_command(bin, settings)
             .arg("serve")
             .env("RUST_LOG", "info")
             .env("NO_COLOR", "1")
-            .env_remove("PASSPORT_CONFIG")
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
