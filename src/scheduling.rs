@@ -28,16 +28,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// The multi-threaded runtime, its workers pinned when `pin_workers` asks and
-/// the machine allows (see `WorkerPinning::plan`). The number of workers is
-/// tokio's default: `TOKIO_WORKER_THREADS`, else the available parallelism.
+/// the machine allows (see `WorkerPinning::plan`).
 pub fn runtime(pin_workers: bool) -> std::io::Result<tokio::runtime::Runtime> {
     let mut builder = tokio::runtime::Builder::new_multi_thread();
     builder.enable_all();
-    let workers = std::env::var("TOKIO_WORKER_THREADS")
-        .ok()
-        .and_then(|n| n.parse().ok())
-        .or_else(|| std::thread::available_parallelism().ok().map(|n| n.get()));
-    if let Some(pinning) = workers.filter(|_| pin_workers).and_then(WorkerPinning::plan) {
+    if let Some(pinning) = default_workers().filter(|_| pin_workers).and_then(WorkerPinning::plan) {
         tracing::info!(cpus = ?pinning.cpus(), "request threads pinned one per CPU");
         let pinning = Arc::new(pinning);
         let on_park = pinning.clone();
@@ -47,6 +42,15 @@ pub fn runtime(pin_workers: bool) -> std::io::Result<tokio::runtime::Runtime> {
             .on_thread_park(move || on_park.on_worker_park());
     }
     builder.build()
+}
+
+/// How many workers tokio starts by default: `TOKIO_WORKER_THREADS`, else the
+/// available parallelism.
+pub fn default_workers() -> Option<usize> {
+    std::env::var("TOKIO_WORKER_THREADS")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .or_else(|| std::thread::available_parallelism().ok().map(|n| n.get()))
 }
 
 /// One CPU per runtime worker, handed out as the workers first go idle.

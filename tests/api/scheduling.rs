@@ -84,10 +84,7 @@ async fn hashing_runs_idle_workers_are_pinned_and_the_rest_may_run_anywhere() {
         })
         .unwrap();
     // The server's worker count, as `scheduling::runtime` reckons it.
-    let workers = std::env::var("TOKIO_WORKER_THREADS")
-        .ok()
-        .and_then(|n| n.parse().ok())
-        .unwrap_or_else(|| std::thread::available_parallelism().unwrap().get());
+    let workers = passport::scheduling::default_workers().unwrap();
     let pinning = workers == allowed_count && workers > 1;
 
     let tmp = tempfile::tempdir().unwrap();
