@@ -3,6 +3,7 @@
 # 127.0.0.1 (embedded, then Redis), creates users and measures with wrk at 64
 # connections:
 #   (a) GET /passport/me with a valid token against GET /healthz: req/s, p50, p99
+#       (on Redis twice: as configured by default, and with the session cache off)
 #   (b) identify p99 while 32 connections log in continuously
 #   (c) login throughput and p99 against the cost of one Argon2id hash
 #   (d) RSS idle and with 1,000,000 live embedded sessions, and the restart time
@@ -91,6 +92,11 @@ if (exec 3<>/dev/tcp/127.0.0.1/6379) 2>/dev/null; then
   PREFIX="passport-bench:$$:"
   start redis PASSPORT_REDIS_URL=redis://127.0.0.1:6379 PASSPORT_REDIS_PREFIX="$PREFIX"
   measure_identify redis >> "$WORK/table"
+  stop
+  # The same with the memory of valid sessions off: one Redis round trip per identify.
+  start redis-uncached PASSPORT_REDIS_URL=redis://127.0.0.1:6379 PASSPORT_REDIS_PREFIX="$PREFIX" \
+    PASSPORT_REDIS_SESSION_CACHE=false
+  measure_identify "redis, session cache off" >> "$WORK/table"
   stop
   redis-cli --scan --pattern "${PREFIX}*" | xargs -r -n 500 redis-cli del >/dev/null
 else

@@ -111,6 +111,9 @@ pub struct Settings {
     /// Pin request threads one per CPU (true/false).
     #[arg(long, env = "PASSPORT_PIN_WORKERS", global = true)]
     pin_workers: Option<String>,
+    /// Keep valid Redis sessions in memory, following Redis's invalidations (true/false).
+    #[arg(long, env = "PASSPORT_REDIS_SESSION_CACHE", global = true)]
+    redis_session_cache: Option<String>,
 }
 
 impl Settings {
@@ -142,6 +145,7 @@ impl Settings {
             ("hash_workers", &self.hash_workers),
             ("hash_queue", &self.hash_queue),
             ("pin_workers", &self.pin_workers),
+            ("redis_session_cache", &self.redis_session_cache),
         ]
     }
 }

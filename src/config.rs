@@ -44,6 +44,7 @@ pub const KEYS: &[&str] = &[
     "hash_workers",
     "hash_queue",
     "pin_workers",
+    "redis_session_cache",
 ];
 
 /// The most leeway SPEC §4 allows: a larger one would make `exp` meaningless.
@@ -166,6 +167,9 @@ pub struct Config {
     /// Pin the runtime's workers one to a CPU when there is one CPU per worker
     /// (`scheduling`).
     pub pin_workers: bool,
+    /// On a single Redis node, keep sessions found valid in memory, kept true by
+    /// Redis's invalidation messages (`store::redis_tracking`).
+    pub redis_session_cache: bool,
 }
 
 /// A setting that could not be used; the message names it and says why.
@@ -415,6 +419,7 @@ impl Config {
         }
         let hash_queue = src.parse("hash_queue", 256usize, "a number of requests")?;
         let pin_workers = src.parse("pin_workers", true, "true or false")?;
+        let redis_session_cache = src.parse("redis_session_cache", true, "true or false")?;
 
         Ok(Config {
             listen,
@@ -442,6 +447,7 @@ impl Config {
             hash_workers,
             hash_queue,
             pin_workers,
+            redis_session_cache,
         })
     }
 }

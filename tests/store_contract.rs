@@ -328,9 +328,31 @@ async fn sessions_redis_single_node() {
     let Some(url) = support::shared_redis("sessions_redis_single_node") else {
         return;
     };
+    // As a server runs it: valid sessions kept in memory once tracking is current.
     run_session_contract("redis", || async {
         let prefix = format!("passport-test:{}:", support::unique());
-        Arc::new(RedisSessions::connect(&url, &prefix).await.unwrap()) as Arc<dyn SessionStore>
+        let store = RedisSessions::connect(&url, &prefix, true, Default::default())
+            .await
+            .unwrap();
+        let start = std::time::Instant::now();
+        while !store.tracking() {
+            assert!(
+                start.elapsed() < std::time::Duration::from_secs(10),
+                "tracking did not start"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        Arc::new(store) as Arc<dyn SessionStore>
+    })
+    .await;
+    // As a one-shot command runs it: every check asks Redis.
+    run_session_contract("redis, untracked", || async {
+        let prefix = format!("passport-test:{}:", support::unique());
+        Arc::new(
+            RedisSessions::connect(&url, &prefix, false, Default::default())
+                .await
+                .unwrap(),
+        ) as Arc<dyn SessionStore>
     })
     .await;
 }
@@ -343,7 +365,11 @@ async fn sessions_redis_cluster() {
     let url = cluster.url();
     run_session_contract("redis cluster", || async {
         let prefix = format!("passport-test:{}:", support::unique());
-        Arc::new(RedisSessions::connect(&url, &prefix).await.unwrap()) as Arc<dyn SessionStore>
+        Arc::new(
+            RedisSessions::connect(&url, &prefix, true, Default::default())
+                .await
+                .unwrap(),
+        ) as Arc<dyn SessionStore>
     })
     .await;
     // The redis+cluster:// form names the same cluster.
@@ -351,7 +377,9 @@ async fn sessions_redis_cluster() {
         "redis+cluster://127.0.0.1:{},127.0.0.1:{}",
         cluster.ports[0], cluster.ports[1]
     );
-    let store = RedisSessions::connect(&alt, "passport-test:alt:").await.unwrap();
+    let store = RedisSessions::connect(&alt, "passport-test:alt:", true, Default::default())
+        .await
+        .unwrap();
     create_and_check(Arc::new(store)).await;
 }
 
@@ -531,7 +559,12 @@ async fn rates_redis_single_node() {
         return;
     };
     let prefix = format!("passport-test:{}:", support::unique());
-    rate_counters(Arc::new(RedisSessions::connect(&url, &prefix).await.unwrap())).await;
+    rate_counters(Arc::new(
+        RedisSessions::connect(&url, &prefix, true, Default::default())
+            .await
+            .unwrap(),
+    ))
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -540,5 +573,10 @@ async fn rates_redis_cluster() {
         return;
     };
     let prefix = format!("passport-test:{}:", support::unique());
-    rate_counters(Arc::new(RedisSessions::connect(&cluster.url(), &prefix).await.unwrap())).await;
+    rate_counters(Arc::new(
+        RedisSessions::connect(&cluster.url(), &prefix, true, Default::default())
+            .await
+            .unwrap(),
+    ))
+    .await;
 }

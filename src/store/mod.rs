@@ -8,6 +8,7 @@ pub mod embedded;
 pub mod memory;
 pub mod postgres;
 pub mod redis;
+pub mod redis_tracking;
 pub mod sqlite;
 
 use std::fmt;
@@ -248,7 +249,8 @@ pub struct StoreStats {
     pub user_queries: AtomicU64,
     /// Session checks (identify) answered by a query of the embedded SQLite file.
     pub session_checks_sql: AtomicU64,
-    /// Session checks (identify) answered from the in-memory cache.
+    /// Session checks (identify) answered from memory: the embedded store's cache,
+    /// or the sessions a server on Redis keeps (`redis_tracking`).
     pub session_checks_memory: AtomicU64,
 }
 
@@ -295,9 +297,14 @@ pub async fn connect(config: &Config, mode: Mode) -> anyhow::Result<Stores> {
     let (sessions, rates): (Arc<dyn SessionStore>, Arc<dyn RateStore>) = match &config.redis_url {
         Some(redis_url) => {
             let redis = Arc::new(
-                redis::RedisSessions::connect(redis_url.expose(), &config.redis_prefix)
-                    .await
-                    .map_err(|e| anyhow::anyhow!("PASSPORT_REDIS_URL ({redis_url}): {e}"))?,
+                redis::RedisSessions::connect(
+                    redis_url.expose(),
+                    &config.redis_prefix,
+                    mode == Mode::Serve && config.redis_session_cache,
+                    stats.clone(),
+                )
+                .await
+                .map_err(|e| anyhow::anyhow!("PASSPORT_REDIS_URL ({redis_url}): {e}"))?,
             );
             (redis.clone(), redis)
         }

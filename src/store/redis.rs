@@ -13,21 +13,26 @@
 //!   expires after the access TTL (plus leeway)
 //!
 //! No token is stored: a session id is only half of what a token proves.
+//!
+//! On a single node, a server keeps the sessions it found valid in memory for as
+//! long as Redis's invalidation messages prove them unchanged (`redis_tracking`),
+//! so identify mostly costs no round trip. A Cluster is asked every time.
 
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use async_trait::async_trait;
 use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
 use redis::cluster::ClusterClientBuilder;
 use redis::cluster_async::ClusterConnection;
-use redis::{Cmd, ErrorKind, Pipeline, RedisError, RedisFuture, Script, Value};
+use redis::{Cmd, ErrorKind, IntoConnectionInfo, Pipeline, RedisError, RedisFuture, Script, Value};
 
+use super::redis_tracking::{self, NearCache};
 use super::{
     Count, CreateOutcome, Found, RateStore, RefreshState, Session, SessionCheck, SessionId, SessionPolicy,
-    SessionStore, StoreError,
+    SessionStore, StoreError, StoreStats,
 };
 use crate::config::Overflow;
 
@@ -75,6 +80,18 @@ pub struct RedisSessions {
     conn: Conn,
     prefix: String,
     closed: AtomicBool,
+    /// Sessions known valid without a round trip, and the task that keeps them
+    /// true; only on a single node, and only when asked for (a server).
+    near: Option<(Arc<NearCache>, tokio::task::JoinHandle<()>)>,
+    stats: Arc<StoreStats>,
+}
+
+impl Drop for RedisSessions {
+    fn drop(&mut self) {
+        if let Some((_, tracker)) = &self.near {
+            tracker.abort();
+        }
+    }
 }
 
 /// The node URLs of a cluster setting (`redis+cluster://h1:p1,h2:p2` or several
@@ -220,8 +237,16 @@ fn unhex(s: &str) -> [u8; 32] {
 }
 
 impl RedisSessions {
-    /// Connects to the node or cluster `url` names (failing if it cannot be reached now).
-    pub async fn connect(url: &str, prefix: &str) -> anyhow::Result<RedisSessions> {
+    /// Connects to the node or cluster `url` names (failing if it cannot be reached
+    /// now). With `track`, a single node's valid sessions are also kept in memory
+    /// (`redis_tracking`); a one-shot command has no use for that.
+    pub async fn connect(
+        url: &str,
+        prefix: &str,
+        track: bool,
+        stats: Arc<StoreStats>,
+    ) -> anyhow::Result<RedisSessions> {
+        let mut near = None;
         let conn = match cluster_nodes(url) {
             Some(nodes) => {
                 let client = ClusterClientBuilder::new(nodes)
@@ -232,7 +257,13 @@ impl RedisSessions {
                 Conn::Cluster(client.get_async_connection().await?)
             }
             None => {
-                let client = redis::Client::open(url)?;
+                let info = url.into_connection_info()?;
+                if track {
+                    let cache = Arc::new(NearCache::default());
+                    let tracker = tokio::spawn(redis_tracking::track(cache.clone(), info.clone(), prefix.to_owned()));
+                    near = Some((cache, tracker));
+                }
+                let client = redis::Client::open(info)?;
                 let config = ConnectionManagerConfig::new()
                     .set_connection_timeout(CONNECT_TIMEOUT)
                     .set_response_timeout(COMMAND_TIMEOUT)
@@ -244,7 +275,18 @@ impl RedisSessions {
             conn,
             prefix: prefix.to_owned(),
             closed: AtomicBool::new(false),
+            near,
+            stats,
         })
+    }
+
+    /// True while valid sessions are being kept in memory (tracking is current).
+    pub fn tracking(&self) -> bool {
+        self.near().is_some_and(NearCache::is_current)
+    }
+
+    fn near(&self) -> Option<&NearCache> {
+        self.near.as_ref().map(|(cache, _)| &**cache)
     }
 
     /// `<prefix>{u<id>}:`: the start of every key of one user.
@@ -307,7 +349,11 @@ impl SessionStore for RedisSessions {
             .arg(hex(&s.refresh.digest))
             .arg(s.refresh.generation)
             .arg(s.refresh.rotated_at);
-        let out: Vec<Value> = self.run(inv).await?;
+        let out = self.run::<Vec<Value>>(inv).await;
+        let out = out.inspect_err(|_| {
+            // Whether (and which) sessions lost their slot is unknown: forget them all.
+            self.near().inspect(|near| near.forget_all());
+        })?;
         let created = matches!(out.first(), Some(Value::Int(1)));
         if !created {
             return Ok(CreateOutcome::LimitReached);
@@ -316,6 +362,9 @@ impl SessionStore for RedisSessions {
         for v in &out[1..] {
             let sid: String = redis::from_redis_value(v).map_err(classify)?;
             evicted.extend(SessionId::parse(&sid));
+        }
+        if let Some(near) = self.near() {
+            evicted.iter().for_each(|sid| near.forget(sid));
         }
         Ok(CreateOutcome::Created { evicted })
     }
@@ -327,6 +376,15 @@ impl SessionStore for RedisSessions {
         login_time: i64,
         now: i64,
     ) -> Result<SessionCheck, StoreError> {
+        if self.closed.load(Ordering::Relaxed) {
+            return Err(StoreError::Unavailable("session store closed".into()));
+        }
+        let near = self.near();
+        if near.is_some_and(|n| n.hit(user_id, sid, login_time, now)) {
+            StoreStats::count(&self.stats.session_checks_memory);
+            return Ok(SessionCheck::Valid);
+        }
+        let ticket = near.and_then(|n| n.ticket(sid));
         let base = self.base(user_id);
         let sid_text = sid.encode();
         // Two plain reads in one round trip, cheaper for Redis than a script. Not
@@ -346,12 +404,11 @@ impl SessionStore for RedisSessions {
         };
         // The tombstone's own TTL bounds it; the key exists only while it lasts.
         let tombstone = (tomb == 1).then_some((user_id, i64::MAX));
-        Ok(SessionCheck::decide(
-            Found { live, tombstone },
-            user_id,
-            login_time,
-            now,
-        ))
+        let check = SessionCheck::decide(Found { live, tombstone }, user_id, login_time, now);
+        if let (SessionCheck::Valid, Some(near), Some(ticket), Some((_, lt, exp))) = (check, near, ticket, live) {
+            near.admit(ticket, sid, user_id, lt, exp, now);
+        }
+        Ok(check)
     }
 
     async fn list(&self, user_id: i64, now: i64) -> Result<Vec<Session>, StoreError> {
@@ -392,16 +449,28 @@ impl SessionStore for RedisSessions {
         inv.key(format!("{base}s:{sid_text}"))
             .key(format!("{base}sessions"))
             .arg(&sid_text);
-        let n: i64 = self.run(inv).await?;
-        Ok(n == 1)
+        let n = self.run::<i64>(inv).await;
+        // Forgotten whatever the answer: a write whose answer was lost may have happened.
+        if let Some(near) = self.near() {
+            near.forget(sid);
+        }
+        Ok(n? == 1)
     }
 
     async fn revoke_all(&self, user_id: i64) -> Result<Vec<SessionId>, StoreError> {
         let base = self.base(user_id);
         let mut inv = script(&REVOKE_ALL_SCRIPT, REVOKE_ALL).prepare_invoke();
         inv.key(format!("{base}sessions")).arg(&base);
-        let gone: Vec<String> = self.run(inv).await?;
-        Ok(gone.iter().filter_map(|s| SessionId::parse(s)).collect())
+        let gone = self.run::<Vec<String>>(inv).await;
+        let gone = gone.inspect_err(|_| {
+            // Which sessions went (if any did) is unknown: forget them all.
+            self.near().inspect(|near| near.forget_all());
+        })?;
+        let gone: Vec<SessionId> = gone.iter().filter_map(|s| SessionId::parse(s)).collect();
+        if let Some(near) = self.near() {
+            gone.iter().for_each(|sid| near.forget(sid));
+        }
+        Ok(gone)
     }
 
     async fn refresh_state(&self, user_id: i64, sid: &SessionId, now: i64) -> Result<Option<Session>, StoreError> {
@@ -462,6 +531,9 @@ impl SessionStore for RedisSessions {
 
     async fn close(&self) {
         self.closed.store(true, Ordering::Relaxed);
+        if let Some((_, tracker)) = &self.near {
+            tracker.abort();
+        }
     }
 }
 

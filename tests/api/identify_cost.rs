@@ -41,3 +41,65 @@ async fn identify_reads_memory_only() {
     assert_eq!(StoreStats::get(&stats.user_queries), users_before);
     app.stop().await;
 }
+
+/// On Redis, a server answers identify from memory once it has seen a session
+/// valid (tracking current), and asks Redis every time with the cache turned off.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn identify_on_redis_reads_memory_once_tracking_is_current() {
+    let test = "identify_on_redis_reads_memory_once_tracking_is_current";
+    let Some(url) = crate::support::shared_redis(test) else {
+        return;
+    };
+    for (cache, mobile) in [("true", "13800000051"), ("false", "13800000052")] {
+        let prefix = format!("passport-test:{}:", crate::support::unique());
+        let app = spawn_app_with(&[
+            ("redis_url", url.as_str()),
+            ("redis_prefix", prefix.as_str()),
+            ("redis_session_cache", cache),
+        ])
+        .await;
+        let login = app.signup_and_login(mobile).await;
+        let header = format!("JWT {}", login["token"].as_str().unwrap());
+        let stats = app.state.stats.clone();
+        // Tracking starts in the background; the first identifies may ask Redis.
+        let start = std::time::Instant::now();
+        while cache == "true" && StoreStats::get(&stats.session_checks_memory) == 0 {
+            assert!(start.elapsed().as_secs() < 10, "nothing answered from memory");
+            assert!(passport::identify::identify(&app.state, Some(header.as_bytes()))
+                .await
+                .is_ok());
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        let (users, memory) = (
+            StoreStats::get(&stats.user_queries),
+            StoreStats::get(&stats.session_checks_memory),
+        );
+        for _ in 0..100 {
+            let who = passport::identify::identify(&app.state, Some(header.as_bytes())).await;
+            assert!(who.is_ok());
+        }
+        assert_eq!(
+            StoreStats::get(&stats.user_queries),
+            users,
+            "identify queried the user table"
+        );
+        let from_memory = StoreStats::get(&stats.session_checks_memory) - memory;
+        match cache {
+            // As a rule all 100; a heartbeat answered late makes checks ask Redis
+            // until the next one, which a loaded test machine may see.
+            "true" => assert!(from_memory > 0, "none of 100 from memory"),
+            _ => assert_eq!(from_memory, 0, "redis_session_cache=false still kept sessions"),
+        }
+        // Logout through this server: the very next identify refuses.
+        assert_ok(
+            app.post_auth("/passport/logout", login["token"].as_str().unwrap(), None)
+                .await,
+            200,
+        )
+        .await;
+        assert!(passport::identify::identify(&app.state, Some(header.as_bytes()))
+            .await
+            .is_err());
+        app.stop().await;
+    }
+}

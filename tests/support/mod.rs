@@ -169,11 +169,17 @@ impl Drop for Processes {
 pub struct PrivateRedis {
     pub port: u16,
     dir: tempfile::TempDir,
+    extra: Vec<String>,
     process: Option<Processes>,
 }
 
 impl PrivateRedis {
     pub fn start(test: &str) -> Option<PrivateRedis> {
+        PrivateRedis::start_with(test, &[])
+    }
+
+    /// With extra `redis-server` arguments, kept across `stop` and `resume`.
+    pub fn start_with(test: &str, extra: &[&str]) -> Option<PrivateRedis> {
         if !have("redis-server") {
             unavailable(test, "redis-server is not installed");
             return None;
@@ -181,6 +187,7 @@ impl PrivateRedis {
         let mut r = PrivateRedis {
             port: free_port(),
             dir: tempfile::tempdir().unwrap(),
+            extra: extra.iter().map(|a| a.to_string()).collect(),
             process: None,
         };
         r.resume();
@@ -196,9 +203,43 @@ impl PrivateRedis {
         self.process = None;
     }
 
+    /// Freezes the server (SIGSTOP): its connections stay open and nothing answers.
+    /// Returns once the kernel shows it stopped.
+    pub fn pause(&mut self) {
+        let pid = self.pid();
+        assert!(Command::new("kill").args(["-STOP", &pid]).status().unwrap().success());
+        let stat = format!("/proc/{pid}/stat");
+        let state = || {
+            let s = std::fs::read_to_string(&stat).unwrap_or_default();
+            s.rsplit_once(')')
+                .and_then(|(_, rest)| rest.split_whitespace().next().map(str::to_owned))
+        };
+        let start = std::time::Instant::now();
+        while state().as_deref() != Some("T") {
+            assert!(start.elapsed() < Duration::from_secs(5), "redis-server did not stop");
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+
+    /// Lets a paused server go on (SIGCONT).
+    pub fn unpause(&mut self) {
+        assert!(Command::new("kill")
+            .args(["-CONT", &self.pid()])
+            .status()
+            .unwrap()
+            .success());
+    }
+
+    fn pid(&self) -> String {
+        self.process.as_ref().expect("redis-server is running").0[0]
+            .id()
+            .to_string()
+    }
+
     /// Starts it again on the same port.
     pub fn resume(&mut self) {
-        let child = redis_server(self.port, self.dir.path(), &[]);
+        let extra: Vec<&str> = self.extra.iter().map(String::as_str).collect();
+        let child = redis_server(self.port, self.dir.path(), &extra);
         self.process = Some(Processes(vec![child]));
         assert!(
             wait_for_port(self.port, Duration::from_secs(10)),

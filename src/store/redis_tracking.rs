@@ -1,0 +1,445 @@
+//! The sessions this process has lately found valid in Redis, kept in memory and
+//! forgotten as soon as Redis says they changed, so that identify on Redis
+//! usually costs no round trip at all.
+//!
+//! Redis tells: a connection of our own asks for server-assisted client-side
+//! caching in broadcast mode (`CLIENT TRACKING ON BCAST PREFIX <prefix>{u`), and
+//! Redis then pushes an `invalidate` message on it for every change to any user
+//! key, whoever makes it: a logout or an eviction by any Passport process, a
+//! command typed into redis-cli, an expiry.
+//!
+//! What keeps a hit right:
+//! - **Freshness is proven, not assumed.** A `PING` goes down the tracking
+//!   connection every [`HEARTBEAT`]. Redis answers in order, so when the answer
+//!   to a `PING` sent at `t` arrives, every invalidation for a change made before
+//!   `t` has been applied here. A hit is used only while such a `t` lies within
+//!   [`TRUST_WINDOW`]: a change made by another process shows here within it even
+//!   if a message is lost (SPEC §5 allows one second), and when Redis stops
+//!   answering, identify goes back to asking Redis, and so fails closed, within it.
+//! - **Every tracking connection is an epoch.** A lost connection forgets
+//!   everything; a read begun under an older epoch is never kept.
+//! - **A read that raced a change is never kept.** Each shard counts the changes
+//!   it has heard of; a read is kept only if its shard heard of none while the
+//!   read was on its way (the `Ticket`).
+//! - **This process's own changes** (logout, revocation, eviction) are forgotten
+//!   here before they answer, not when Redis's message comes back.
+//!
+//! Only "valid" is kept: a refusal is rare and always asks Redis. redis-rs has a
+//! client-side cache of its own (`cache-aio`), but it is marked experimental,
+//! keeps command replies rather than decisions, and has no notion of freshness:
+//! it would go on answering from memory while Redis is stopped.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering::SeqCst};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use parking_lot::RwLock;
+use redis::aio::MultiplexedConnection;
+use redis::{AsyncConnectionConfig, ErrorKind, PushInfo, PushKind, RedisResult, Value};
+
+use super::SessionId;
+
+/// How often the tracking connection proves it is current.
+pub const HEARTBEAT: Duration = Duration::from_millis(100);
+/// How old the newest proof may be before hits stop being used.
+pub const TRUST_WINDOW: Duration = Duration::from_millis(500);
+/// How long a heartbeat may wait for its answer before the connection is given up.
+const HEARTBEAT_TIMEOUT: Duration = Duration::from_millis(1000);
+const CONNECT_TIMEOUT: Duration = Duration::from_millis(1000);
+const RECONNECT_AFTER: Duration = Duration::from_millis(250);
+/// Sessions kept at most (about 50 bytes each); a full shard drops expired ones
+/// first, then any one.
+const CAPACITY: usize = 512 * 1024;
+const SHARDS: usize = 256;
+/// `confirmed_ms` while no tracking connection is current.
+const NEVER: i64 = i64::MIN;
+
+#[derive(Clone, Copy, Debug)]
+struct Entry {
+    user_id: i64,
+    login_time: i64,
+    expires_at: i64,
+}
+
+#[derive(Default)]
+struct Shard {
+    entries: HashMap<SessionId, Entry>,
+    /// Changes heard of for ids in this shard.
+    changes: u64,
+}
+
+/// Taken before a read of Redis; a valid answer is kept only if it still holds.
+#[derive(Clone, Copy, Debug)]
+pub struct Ticket {
+    epoch: u64,
+    changes: u64,
+}
+
+pub struct NearCache {
+    shards: Box<[RwLock<Shard>]>,
+    /// Bumped by every new tracking connection and every flush.
+    epoch: AtomicU64,
+    /// Milliseconds since `base` at which the newest answered heartbeat was sent;
+    /// `NEVER` while no tracking connection is current.
+    confirmed_ms: AtomicI64,
+    base: Instant,
+}
+
+impl Default for NearCache {
+    fn default() -> Self {
+        NearCache {
+            shards: (0..SHARDS).map(|_| RwLock::new(Shard::default())).collect(),
+            epoch: AtomicU64::new(0),
+            confirmed_ms: AtomicI64::new(NEVER),
+            base: Instant::now(),
+        }
+    }
+}
+
+impl NearCache {
+    fn now_ms(&self) -> i64 {
+        self.base.elapsed().as_millis() as i64
+    }
+
+    fn shard(&self, sid: &SessionId) -> &RwLock<Shard> {
+        // Session ids are random, so their first byte spreads them evenly.
+        &self.shards[sid.0[0] as usize % SHARDS]
+    }
+
+    /// The current epoch, if the newest proof of freshness is recent enough.
+    fn trusted_epoch(&self) -> Option<u64> {
+        let confirmed = self.confirmed_ms.load(SeqCst);
+        if confirmed == NEVER || self.now_ms() - confirmed > TRUST_WINDOW.as_millis() as i64 {
+            return None;
+        }
+        Some(self.epoch.load(SeqCst))
+    }
+
+    /// True while hits may be used: a tracking connection is current and proven fresh.
+    pub fn is_current(&self) -> bool {
+        self.trusted_epoch().is_some()
+    }
+
+    /// True when this session is known valid without asking Redis.
+    pub fn hit(&self, user_id: i64, sid: &SessionId, login_time: i64, now: i64) -> bool {
+        if self.trusted_epoch().is_none() {
+            return false;
+        }
+        let shard = self.shard(sid).read();
+        shard
+            .entries
+            .get(sid)
+            .is_some_and(|e| e.user_id == user_id && e.login_time == login_time && e.expires_at > now)
+    }
+
+    /// To take before reading `sid` from Redis; `None` while nothing may be kept.
+    pub fn ticket(&self, sid: &SessionId) -> Option<Ticket> {
+        let changes = self.shard(sid).read().changes;
+        let epoch = self.trusted_epoch()?;
+        Some(Ticket { epoch, changes })
+    }
+
+    /// Keeps a session Redis has just answered valid, unless anything changed
+    /// since the ticket was taken.
+    pub fn admit(&self, ticket: Ticket, sid: &SessionId, user_id: i64, login_time: i64, expires_at: i64, now: i64) {
+        let mut shard = self.shard(sid).write();
+        if shard.changes != ticket.changes || self.trusted_epoch() != Some(ticket.epoch) {
+            return;
+        }
+        if shard.entries.len() >= CAPACITY / SHARDS && !shard.entries.contains_key(sid) {
+            shard.entries.retain(|_, e| e.expires_at > now);
+            if shard.entries.len() >= CAPACITY / SHARDS {
+                let any = *shard.entries.keys().next().expect("a full shard has an entry");
+                shard.entries.remove(&any);
+            }
+        }
+        shard.entries.insert(
+            *sid,
+            Entry {
+                user_id,
+                login_time,
+                expires_at,
+            },
+        );
+    }
+
+    /// Forgets one session: it changed, here or elsewhere.
+    pub fn forget(&self, sid: &SessionId) {
+        let mut shard = self.shard(sid).write();
+        shard.changes += 1;
+        shard.entries.remove(sid);
+    }
+
+    /// Forgets everything, for a change whose sessions are not known.
+    pub fn forget_all(&self) {
+        self.epoch.fetch_add(1, SeqCst);
+        for shard in self.shards.iter() {
+            let mut shard = shard.write();
+            shard.changes += 1;
+            shard.entries.clear();
+        }
+    }
+
+    /// The tracking connection is gone: nothing is used until a new one is current.
+    fn lost(&self) {
+        self.confirmed_ms.store(NEVER, SeqCst);
+        self.forget_all();
+    }
+
+    /// A new tracking connection, asked for tracking at `sent`: a new epoch begins.
+    fn tracking_since(&self, sent: i64) {
+        self.epoch.fetch_add(1, SeqCst);
+        self.confirmed_ms.store(sent, SeqCst);
+    }
+
+    /// Every invalidation for a change made before `sent` has been applied.
+    fn confirm(&self, sent: i64) {
+        self.confirmed_ms.fetch_max(sent, SeqCst);
+    }
+
+    /// Applies one message Redis pushed on the tracking connection.
+    fn apply(&self, push: &PushInfo) {
+        if push.kind != PushKind::Invalidate {
+            return;
+        }
+        match push.data.first() {
+            Some(Value::Array(keys)) => {
+                for key in keys {
+                    if let Value::BulkString(key) = key {
+                        if let Some(sid) = session_of_key(key) {
+                            self.forget(&sid);
+                        }
+                    }
+                }
+            }
+            // A null key list: Redis flushed a database or dropped its tracking table.
+            _ => self.forget_all(),
+        }
+    }
+}
+
+/// The session id of a session hash key (`<prefix>{u<id>}:s:<sid>`); other keys
+/// of a user (its list, its counter, tombstones) never make a session valid.
+fn session_of_key(key: &[u8]) -> Option<SessionId> {
+    let tail = &key[key.len().checked_sub(":s:".len() + 22)?..];
+    let sid = tail.strip_prefix(b":s:")?;
+    SessionId::parse(std::str::from_utf8(sid).ok()?)
+}
+
+/// Keeps `cache` fed from Redis for as long as the task runs: connects, asks for
+/// tracking, proves freshness every [`HEARTBEAT`], and starts again when the
+/// connection fails. If Redis refuses tracking (an old server, an ACL, a proxy),
+/// it says so once and stops: identify then asks Redis every time.
+pub async fn track(cache: Arc<NearCache>, info: redis::ConnectionInfo, prefix: String) {
+    let mut info = info;
+    info.redis.protocol = redis::ProtocolVersion::RESP3;
+    let client = match redis::Client::open(info) {
+        Ok(client) => client,
+        Err(e) => {
+            tracing::warn!(error = %e, "no Redis session cache: identify asks Redis on every request");
+            return;
+        }
+    };
+    let mut warned = false;
+    loop {
+        let live = Arc::new(AtomicBool::new(true));
+        match open(&client, &cache, &prefix, &live).await {
+            Ok(conn) => {
+                if warned {
+                    tracing::info!("Redis session cache tracking again");
+                    warned = false;
+                }
+                heartbeat(conn, &cache, &live).await;
+            }
+            Err(e) if refused(&e) => {
+                tracing::warn!(error = %e, "Redis refused client tracking; identify asks Redis on every request");
+                return;
+            }
+            Err(e) => {
+                if !warned {
+                    tracing::warn!(error = %e, "Redis session cache not tracking; identify asks Redis until it is");
+                    warned = true;
+                }
+            }
+        }
+        if live.swap(false, SeqCst) {
+            cache.lost();
+        }
+        tokio::time::sleep(RECONNECT_AFTER).await;
+    }
+}
+
+/// The server answered, but not with tracking: no use asking again.
+fn refused(e: &redis::RedisError) -> bool {
+    matches!(
+        e.kind(),
+        ErrorKind::ResponseError | ErrorKind::ExtensionError | ErrorKind::TypeError
+    )
+}
+
+async fn open(
+    client: &redis::Client,
+    cache: &Arc<NearCache>,
+    prefix: &str,
+    live: &Arc<AtomicBool>,
+) -> RedisResult<MultiplexedConnection> {
+    let (pushes, connection) = (cache.clone(), live.clone());
+    let config = AsyncConnectionConfig::new()
+        .set_connection_timeout(CONNECT_TIMEOUT)
+        .set_response_timeout(HEARTBEAT_TIMEOUT)
+        .set_push_sender(move |push: PushInfo| {
+            if push.kind == PushKind::Disconnection {
+                // Only this connection's own loss counts; a connection given up
+                // earlier may report its end after a new one has taken over.
+                if connection.swap(false, SeqCst) {
+                    pushes.lost();
+                }
+            } else {
+                pushes.apply(&push);
+            }
+            Ok::<(), std::convert::Infallible>(())
+        });
+    let mut conn = client.get_multiplexed_async_connection_with_config(&config).await?;
+    let sent = cache.now_ms();
+    redis::cmd("CLIENT")
+        .arg("TRACKING")
+        .arg("ON")
+        .arg("BCAST")
+        .arg("PREFIX")
+        .arg(format!("{prefix}{{u"))
+        .query_async::<()>(&mut conn)
+        .await?;
+    cache.tracking_since(sent);
+    Ok(conn)
+}
+
+/// Proves freshness until the connection fails or stops answering in time.
+async fn heartbeat(mut conn: MultiplexedConnection, cache: &NearCache, live: &AtomicBool) {
+    while live.load(SeqCst) {
+        tokio::time::sleep(HEARTBEAT).await;
+        let sent = cache.now_ms();
+        let ping = redis::cmd("PING");
+        match tokio::time::timeout(HEARTBEAT_TIMEOUT, ping.query_async::<String>(&mut conn)).await {
+            Ok(Ok(_)) if live.load(SeqCst) => cache.confirm(sent),
+            _ => return,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sid(n: u8) -> SessionId {
+        SessionId([n; 16])
+    }
+
+    fn current() -> NearCache {
+        let cache = NearCache::default();
+        cache.tracking_since(cache.now_ms());
+        cache
+    }
+
+    #[test]
+    fn nothing_is_kept_or_used_without_a_current_tracking_connection() {
+        let cache = NearCache::default();
+        assert!(cache.ticket(&sid(1)).is_none());
+        let cache = current();
+        let t = cache.ticket(&sid(1)).unwrap();
+        cache.admit(t, &sid(1), 7, 100, 1_000, 0);
+        assert!(cache.hit(7, &sid(1), 100, 0));
+        cache.lost();
+        assert!(!cache.hit(7, &sid(1), 100, 0));
+        cache.tracking_since(cache.now_ms());
+        assert!(!cache.hit(7, &sid(1), 100, 0), "a new connection starts empty");
+    }
+
+    #[test]
+    fn a_hit_needs_the_same_user_login_time_and_an_unexpired_session() {
+        let cache = current();
+        let t = cache.ticket(&sid(1)).unwrap();
+        cache.admit(t, &sid(1), 7, 100, 1_000, 0);
+        assert!(cache.hit(7, &sid(1), 100, 999));
+        assert!(!cache.hit(8, &sid(1), 100, 999));
+        assert!(!cache.hit(7, &sid(1), 101, 999));
+        assert!(!cache.hit(7, &sid(1), 100, 1_000));
+        assert!(!cache.hit(7, &sid(2), 100, 999));
+    }
+
+    #[test]
+    fn a_read_that_raced_a_change_or_a_new_epoch_is_not_kept() {
+        let cache = current();
+        let t = cache.ticket(&sid(1)).unwrap();
+        cache.forget(&sid(1)); // the invalidation overtook the read's answer
+        cache.admit(t, &sid(1), 7, 100, 1_000, 0);
+        assert!(!cache.hit(7, &sid(1), 100, 0));
+
+        let t = cache.ticket(&sid(1)).unwrap();
+        cache.lost();
+        cache.tracking_since(cache.now_ms());
+        cache.admit(t, &sid(1), 7, 100, 1_000, 0);
+        assert!(!cache.hit(7, &sid(1), 100, 0));
+
+        let t = cache.ticket(&sid(1)).unwrap();
+        cache.forget(&sid(2)); // another shard: no reason to refuse
+        cache.admit(t, &sid(1), 7, 100, 1_000, 0);
+        assert!(cache.hit(7, &sid(1), 100, 0));
+    }
+
+    #[test]
+    fn hits_stop_when_freshness_is_not_proven_in_time() {
+        let cache = current();
+        let t = cache.ticket(&sid(1)).unwrap();
+        cache.admit(t, &sid(1), 7, 100, 1_000, 0);
+        let old = cache.now_ms() - TRUST_WINDOW.as_millis() as i64 - 1;
+        cache.confirmed_ms.store(old, SeqCst);
+        assert!(!cache.hit(7, &sid(1), 100, 0));
+        cache.confirm(cache.now_ms());
+        assert!(cache.hit(7, &sid(1), 100, 0));
+    }
+
+    #[test]
+    fn invalidations_forget_session_keys_and_a_null_forgets_all() {
+        let cache = current();
+        for n in [1, 2] {
+            let t = cache.ticket(&sid(n)).unwrap();
+            cache.admit(t, &sid(n), 7, 100, 1_000, 0);
+        }
+        let key = |kind: &str, n: u8| Value::BulkString(format!("passport:{{u7}}:{kind}:{}", sid(n)).into_bytes());
+        let push = |data| PushInfo {
+            kind: PushKind::Invalidate,
+            data: vec![data],
+        };
+        cache.apply(&push(Value::Array(vec![key("t", 1), key("x", 1)])));
+        assert!(cache.hit(7, &sid(1), 100, 0), "only session keys matter");
+        cache.apply(&push(Value::Array(vec![key("s", 1)])));
+        assert!(!cache.hit(7, &sid(1), 100, 0));
+        assert!(cache.hit(7, &sid(2), 100, 0));
+        cache.apply(&push(Value::Nil));
+        assert!(!cache.hit(7, &sid(2), 100, 0));
+    }
+
+    #[test]
+    fn a_full_shard_makes_room() {
+        let cache = current();
+        let per_shard = CAPACITY / SHARDS;
+        for i in 0..=per_shard {
+            let mut id = [0u8; 16];
+            id[0] = 3; // one shard
+            id[8..16].copy_from_slice(&(i as u64).to_le_bytes());
+            let t = cache.ticket(&SessionId(id)).unwrap();
+            cache.admit(t, &SessionId(id), 7, 100, 1_000, 0);
+        }
+        assert_eq!(cache.shard(&sid(3)).read().entries.len(), per_shard);
+    }
+
+    #[test]
+    fn session_keys_are_told_from_other_keys() {
+        let s = sid(9).to_string();
+        assert_eq!(session_of_key(format!("p:{{u1}}:s:{s}").as_bytes()), Some(sid(9)));
+        assert_eq!(session_of_key(format!("p:{{u1}}:t:{s}").as_bytes()), None);
+        assert_eq!(session_of_key(b"p:{u1}:sessions"), None);
+        assert_eq!(session_of_key(b"s:"), None);
+    }
+}
