@@ -300,7 +300,7 @@ pub async fn connect(config: &Config, mode: Mode) -> anyhow::Result<Stores> {
                 redis::RedisSessions::connect(
                     redis_url.expose(),
                     &config.redis_prefix,
-                    mode == Mode::Serve && config.redis_session_cache,
+                    (mode == Mode::Serve && config.redis_session_cache).then_some(redis_tracking::Watch::UserKeys),
                     stats.clone(),
                 )
                 .await

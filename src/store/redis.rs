@@ -29,7 +29,7 @@ use redis::cluster::ClusterClientBuilder;
 use redis::cluster_async::ClusterConnection;
 use redis::{Cmd, ErrorKind, IntoConnectionInfo, Pipeline, RedisError, RedisFuture, Script, Value};
 
-use super::redis_tracking::{self, NearCache};
+use super::redis_tracking::{self, NearCache, Watch};
 use super::{
     Count, CreateOutcome, Found, RateStore, RefreshState, Session, SessionCheck, SessionId, SessionPolicy,
     SessionStore, StoreError, StoreStats,
@@ -243,7 +243,7 @@ impl RedisSessions {
     pub async fn connect(
         url: &str,
         prefix: &str,
-        track: bool,
+        track: Option<Watch>,
         stats: Arc<StoreStats>,
     ) -> anyhow::Result<RedisSessions> {
         let mut near = None;
@@ -258,17 +258,18 @@ impl RedisSessions {
             }
             None => {
                 let info = url.into_connection_info()?;
-                if track {
-                    let cache = Arc::new(NearCache::default());
-                    let tracker = tokio::spawn(redis_tracking::track(cache.clone(), info.clone(), prefix.to_owned()));
-                    near = Some((cache, tracker));
-                }
-                let client = redis::Client::open(info)?;
+                let client = redis::Client::open(info.clone())?;
                 let config = ConnectionManagerConfig::new()
                     .set_connection_timeout(CONNECT_TIMEOUT)
                     .set_response_timeout(COMMAND_TIMEOUT)
                     .set_number_of_retries(1);
-                Conn::Single(ConnectionManager::new_with_config(client, config).await?)
+                let manager = ConnectionManager::new_with_config(client, config).await?;
+                if let Some(watch) = track {
+                    let cache = Arc::new(NearCache::default());
+                    let tracker = redis_tracking::track(cache.clone(), info, prefix.to_owned(), watch, manager.clone());
+                    near = Some((cache, tokio::spawn(tracker)));
+                }
+                Conn::Single(manager)
             }
         };
         Ok(RedisSessions {

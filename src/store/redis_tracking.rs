@@ -10,14 +10,22 @@
 //!
 //! What keeps a hit right:
 //! - **Freshness is proven, not assumed.** A `PING` goes down the tracking
-//!   connection every [`HEARTBEAT`]. Redis answers in order, so when the answer
-//!   to a `PING` sent at `t` arrives, every invalidation for a change made before
-//!   `t` has been applied here. A hit is used only while such a `t` lies within
-//!   [`TRUST_WINDOW`]: a change made by another process shows here within it even
-//!   if a message is lost (SPEC §5 allows one second), and when Redis stops
-//!   answering, identify goes back to asking Redis, and so fails closed, within it.
-//! - **Every tracking connection is an epoch.** A lost connection forgets
-//!   everything; a read begun under an older epoch is never kept.
+//!   connection every [`HEARTBEAT`]. Redis answers in order, and redis-rs hands
+//!   every message that came before an answer to us before the answer, so when the
+//!   answer to a `PING` sent at `t` arrives, every invalidation Redis had sent for
+//!   a change made before `t` has been applied here. (Redis sends broadcast
+//!   invalidations at the end of its event-loop turn, so one for a change made in
+//!   the same turn as the `PING` trails the answer by microseconds.) A hit is used
+//!   only while such a `t` lies within [`TRUST_WINDOW`]: a change made by another
+//!   process shows here within it even if the connection dies unnoticed (SPEC §5
+//!   allows one second), and when Redis stops answering, identify goes back to
+//!   asking Redis, and so fails closed, within it.
+//! - **Tracking and reads reach the same server.** The same heartbeat asks the
+//!   session store's own connection for its server's `run_id`; if it is not the
+//!   tracked server's (a DNS or address failover moved one connection and not the
+//!   other), the tracking connection is dropped and made again.
+//! - **Every tracking connection is an epoch.** Losing one forgets everything; an
+//!   entry or a read of an older epoch is never used.
 //! - **A read that raced a change is never kept.** Each shard counts the changes
 //!   it has heard of; a read is kept only if its shard heard of none while the
 //!   read was on its way (the `Ticket`).
@@ -35,8 +43,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use parking_lot::RwLock;
-use redis::aio::MultiplexedConnection;
-use redis::{AsyncConnectionConfig, ErrorKind, PushInfo, PushKind, RedisResult, Value};
+use redis::aio::{ConnectionManager, MultiplexedConnection};
+use redis::{AsyncConnectionConfig, ErrorKind, PushInfo, PushKind, RedisError, RedisResult, Value};
 
 use super::SessionId;
 
@@ -47,11 +55,16 @@ pub const TRUST_WINDOW: Duration = Duration::from_millis(500);
 /// How long a heartbeat may wait for its answer before the connection is given up.
 const HEARTBEAT_TIMEOUT: Duration = Duration::from_millis(1000);
 const CONNECT_TIMEOUT: Duration = Duration::from_millis(1000);
+/// Before connecting again after a lost connection, and after the server answered
+/// with an error (it refuses tracking: an ACL, a proxy, a server older than 6).
 const RECONNECT_AFTER: Duration = Duration::from_millis(250);
+const REFUSED_RETRY_AFTER: Duration = Duration::from_secs(30);
 /// Sessions kept at most (about 50 bytes each); a full shard drops expired ones
 /// first, then any one.
 const CAPACITY: usize = 512 * 1024;
 const SHARDS: usize = 256;
+/// The tracking connection's client name, as `CLIENT LIST` shows it.
+pub const TRACKER_NAME: &str = "passport-session-tracker";
 /// `confirmed_ms` while no tracking connection is current.
 const NEVER: i64 = i64::MIN;
 
@@ -60,6 +73,7 @@ struct Entry {
     user_id: i64,
     login_time: i64,
     expires_at: i64,
+    epoch: u64,
 }
 
 #[derive(Default)]
@@ -123,14 +137,13 @@ impl NearCache {
 
     /// True when this session is known valid without asking Redis.
     pub fn hit(&self, user_id: i64, sid: &SessionId, login_time: i64, now: i64) -> bool {
-        if self.trusted_epoch().is_none() {
+        let Some(epoch) = self.trusted_epoch() else {
             return false;
-        }
+        };
         let shard = self.shard(sid).read();
-        shard
-            .entries
-            .get(sid)
-            .is_some_and(|e| e.user_id == user_id && e.login_time == login_time && e.expires_at > now)
+        shard.entries.get(sid).is_some_and(|e| {
+            e.epoch == epoch && e.user_id == user_id && e.login_time == login_time && e.expires_at > now
+        })
     }
 
     /// To take before reading `sid` from Redis; `None` while nothing may be kept.
@@ -147,12 +160,18 @@ impl NearCache {
         if shard.changes != ticket.changes || self.trusted_epoch() != Some(ticket.epoch) {
             return;
         }
-        if shard.entries.len() >= CAPACITY / SHARDS && !shard.entries.contains_key(sid) {
-            shard.entries.retain(|_, e| e.expires_at > now);
-            if shard.entries.len() >= CAPACITY / SHARDS {
-                let any = *shard.entries.keys().next().expect("a full shard has an entry");
-                shard.entries.remove(&any);
-            }
+        let full = CAPACITY / SHARDS;
+        if shard.entries.len() >= full && !shard.entries.contains_key(sid) {
+            // Make room for many at once, so that a full shard is not swept on
+            // every admission: the expired and older epochs first, then any.
+            let epoch = ticket.epoch;
+            shard.entries.retain(|_, e| e.expires_at > now && e.epoch == epoch);
+            let mut excess = shard.entries.len().saturating_sub(full - full / 8);
+            shard.entries.retain(|_, _| {
+                let keep = excess == 0;
+                excess = excess.saturating_sub(1);
+                keep
+            });
         }
         shard.entries.insert(
             *sid,
@@ -160,6 +179,7 @@ impl NearCache {
                 user_id,
                 login_time,
                 expires_at,
+                epoch: ticket.epoch,
             },
         );
     }
@@ -193,9 +213,12 @@ impl NearCache {
         self.confirmed_ms.store(sent, SeqCst);
     }
 
-    /// Every invalidation for a change made before `sent` has been applied.
+    /// Every invalidation for a change made before `sent` has been applied. Never
+    /// revives a lost connection: only `tracking_since` starts trusting again.
     fn confirm(&self, sent: i64) {
-        self.confirmed_ms.fetch_max(sent, SeqCst);
+        let _ = self
+            .confirmed_ms
+            .fetch_update(SeqCst, SeqCst, |c| (c != NEVER).then_some(c.max(sent)));
     }
 
     /// Applies one message Redis pushed on the tracking connection.
@@ -227,11 +250,32 @@ fn session_of_key(key: &[u8]) -> Option<SessionId> {
     SessionId::parse(std::str::from_utf8(sid).ok()?)
 }
 
+/// What a tracker follows: every user key, or (tests only) nothing at all.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Watch {
+    UserKeys,
+    /// Asks for invalidations of a prefix nothing is written under, so that only
+    /// this process's own `forget` calls change what is kept: a test of those.
+    NothingForTests,
+}
+
 /// Keeps `cache` fed from Redis for as long as the task runs: connects, asks for
 /// tracking, proves freshness every [`HEARTBEAT`], and starts again when the
-/// connection fails. If Redis refuses tracking (an old server, an ACL, a proxy),
-/// it says so once and stops: identify then asks Redis every time.
-pub async fn track(cache: Arc<NearCache>, info: redis::ConnectionInfo, prefix: String) {
+/// connection fails or stops answering. `store` is the session store's own
+/// connection, whose server the tracked one must be. If Redis refuses tracking,
+/// identify asks Redis every time, and the tracker asks again every
+/// [`REFUSED_RETRY_AFTER`].
+pub async fn track(
+    cache: Arc<NearCache>,
+    info: redis::ConnectionInfo,
+    prefix: String,
+    watch: Watch,
+    store: ConnectionManager,
+) {
+    let watched = match watch {
+        Watch::UserKeys => format!("{prefix}{{u"),
+        Watch::NothingForTests => format!("{prefix}{{nothing}}"),
+    };
     let mut info = info;
     info.redis.protocol = redis::ProtocolVersion::RESP3;
     let client = match redis::Client::open(info) {
@@ -241,49 +285,44 @@ pub async fn track(cache: Arc<NearCache>, info: redis::ConnectionInfo, prefix: S
             return;
         }
     };
-    let mut warned = false;
+    // Logged when tracking stops and when it starts again, not on every attempt.
+    let mut tracking = true;
     loop {
         let live = Arc::new(AtomicBool::new(true));
-        match open(&client, &cache, &prefix, &live).await {
-            Ok(conn) => {
-                if warned {
+        let (why, wait) = match open(&client, &cache, &watched, &live).await {
+            Ok((conn, run_id)) => {
+                if !tracking {
                     tracing::info!("Redis session cache tracking again");
-                    warned = false;
+                    tracking = true;
                 }
-                heartbeat(conn, &cache, &live).await;
-            }
-            Err(e) if refused(&e) => {
-                tracing::warn!(error = %e, "Redis refused client tracking; identify asks Redis on every request");
-                return;
+                (
+                    heartbeat(conn, &cache, &live, store.clone(), &run_id).await,
+                    RECONNECT_AFTER,
+                )
             }
             Err(e) => {
-                if !warned {
-                    tracing::warn!(error = %e, "Redis session cache not tracking; identify asks Redis until it is");
-                    warned = true;
-                }
+                let answered = !(e.is_io_error() || e.is_timeout() || e.is_connection_dropped());
+                let wait = if answered { REFUSED_RETRY_AFTER } else { RECONNECT_AFTER };
+                (format!("cannot start tracking: {e}"), wait)
             }
+        };
+        live.store(false, SeqCst);
+        cache.lost();
+        if tracking {
+            tracing::warn!(reason = %why, "Redis session cache off: identify asks Redis until tracking works again");
+            tracking = false;
         }
-        if live.swap(false, SeqCst) {
-            cache.lost();
-        }
-        tokio::time::sleep(RECONNECT_AFTER).await;
+        tokio::time::sleep(wait).await;
     }
 }
 
-/// The server answered, but not with tracking: no use asking again.
-fn refused(e: &redis::RedisError) -> bool {
-    matches!(
-        e.kind(),
-        ErrorKind::ResponseError | ErrorKind::ExtensionError | ErrorKind::TypeError
-    )
-}
-
+/// A tracking connection, current once this returns, and its server's `run_id`.
 async fn open(
     client: &redis::Client,
     cache: &Arc<NearCache>,
-    prefix: &str,
+    watched: &str,
     live: &Arc<AtomicBool>,
-) -> RedisResult<MultiplexedConnection> {
+) -> RedisResult<(MultiplexedConnection, String)> {
     let (pushes, connection) = (cache.clone(), live.clone());
     let config = AsyncConnectionConfig::new()
         .set_connection_timeout(CONNECT_TIMEOUT)
@@ -301,30 +340,67 @@ async fn open(
             Ok::<(), std::convert::Infallible>(())
         });
     let mut conn = client.get_multiplexed_async_connection_with_config(&config).await?;
+    // Named, so that an operator's CLIENT LIST tells it from the store's connection.
+    redis::cmd("CLIENT")
+        .arg("SETNAME")
+        .arg(TRACKER_NAME)
+        .query_async::<()>(&mut conn)
+        .await?;
+    let run_id = run_id(&mut conn).await?;
     let sent = cache.now_ms();
     redis::cmd("CLIENT")
         .arg("TRACKING")
         .arg("ON")
         .arg("BCAST")
         .arg("PREFIX")
-        .arg(format!("{prefix}{{u"))
+        .arg(watched)
         .query_async::<()>(&mut conn)
         .await?;
     cache.tracking_since(sent);
-    Ok(conn)
+    // Lost between the answer and now: nothing may be trusted on its word.
+    if !live.load(SeqCst) {
+        cache.lost();
+        return Err(RedisError::from((ErrorKind::IoError, "tracking connection lost")));
+    }
+    Ok((conn, run_id))
 }
 
-/// Proves freshness until the connection fails or stops answering in time.
-async fn heartbeat(mut conn: MultiplexedConnection, cache: &NearCache, live: &AtomicBool) {
-    while live.load(SeqCst) {
+/// Proves freshness until the connection fails, stops answering in time, or the
+/// session store's connection turns out to reach another server; says why it stopped.
+async fn heartbeat(
+    mut conn: MultiplexedConnection,
+    cache: &NearCache,
+    live: &AtomicBool,
+    mut store: ConnectionManager,
+    tracked: &str,
+) -> String {
+    loop {
         tokio::time::sleep(HEARTBEAT).await;
+        if !live.load(SeqCst) {
+            return "the tracking connection closed".into();
+        }
         let sent = cache.now_ms();
         let ping = redis::cmd("PING");
-        match tokio::time::timeout(HEARTBEAT_TIMEOUT, ping.query_async::<String>(&mut conn)).await {
-            Ok(Ok(_)) if live.load(SeqCst) => cache.confirm(sent),
-            _ => return,
+        let both = async { tokio::join!(ping.query_async::<String>(&mut conn), run_id(&mut store)) };
+        match tokio::time::timeout(HEARTBEAT_TIMEOUT, both).await {
+            Err(_) => return "Redis did not answer the heartbeat in time".into(),
+            Ok((Err(e), _)) => return format!("heartbeat failed: {e}"),
+            Ok((_, Err(e))) => return format!("the session store's connection failed: {e}"),
+            Ok((Ok(_), Ok(server))) if server != tracked => {
+                return "the session store's connection reaches another Redis server".into()
+            }
+            Ok((Ok(_), Ok(_))) => cache.confirm(sent),
         }
     }
+}
+
+/// The `run_id` of the server a connection reaches (`INFO server`).
+async fn run_id(conn: &mut impl redis::aio::ConnectionLike) -> RedisResult<String> {
+    let info: String = redis::cmd("INFO").arg("server").query_async(conn).await?;
+    info.lines()
+        .find_map(|line| line.strip_prefix("run_id:"))
+        .map(|id| id.trim().to_owned())
+        .ok_or_else(|| RedisError::from((ErrorKind::TypeError, "INFO server names no run_id")))
 }
 
 #[cfg(test)]
@@ -353,6 +429,22 @@ mod tests {
         assert!(!cache.hit(7, &sid(1), 100, 0));
         cache.tracking_since(cache.now_ms());
         assert!(!cache.hit(7, &sid(1), 100, 0), "a new connection starts empty");
+    }
+
+    #[test]
+    fn a_heartbeat_never_revives_a_lost_connection_nor_an_older_epoch() {
+        let cache = current();
+        let t = cache.ticket(&sid(1)).unwrap();
+        cache.admit(t, &sid(1), 7, 100, 1_000, 0);
+        cache.lost();
+        cache.confirm(cache.now_ms()); // an answer that was already on its way
+        assert!(!cache.is_current());
+        // Even if entries were left behind, a new connection does not use them.
+        let cache = current();
+        let t = cache.ticket(&sid(1)).unwrap();
+        cache.admit(t, &sid(1), 7, 100, 1_000, 0);
+        cache.tracking_since(cache.now_ms());
+        assert!(!cache.hit(7, &sid(1), 100, 0));
     }
 
     #[test]
@@ -431,7 +523,15 @@ mod tests {
             let t = cache.ticket(&SessionId(id)).unwrap();
             cache.admit(t, &SessionId(id), 7, 100, 1_000, 0);
         }
-        assert_eq!(cache.shard(&sid(3)).read().entries.len(), per_shard);
+        let shard = cache.shard(&sid(3)).read();
+        assert!(
+            shard.entries.len() <= per_shard - per_shard / 8 + 1,
+            "room for many at once"
+        );
+        let mut newest = [0u8; 16];
+        newest[0] = 3;
+        newest[8..16].copy_from_slice(&(per_shard as u64).to_le_bytes());
+        assert!(shard.entries.contains_key(&SessionId(newest)));
     }
 
     #[test]

@@ -70,6 +70,10 @@ async fn identify_on_redis_reads_memory_once_tracking_is_current() {
                 .is_ok());
             tokio::time::sleep(std::time::Duration::from_millis(20)).await;
         }
+        if cache == "false" {
+            // Time enough for a tracker to have become current, had one started.
+            tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+        }
         let (users, memory) = (
             StoreStats::get(&stats.user_queries),
             StoreStats::get(&stats.session_checks_memory),
