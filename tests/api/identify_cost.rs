@@ -87,12 +87,12 @@ async fn identify_on_redis_reads_memory_once_tracking_is_current() {
             users,
             "identify queried the user table"
         );
-        let from_memory = StoreStats::get(&stats.session_checks_memory) - memory;
-        match cache {
-            // As a rule all 100; a heartbeat answered late makes checks ask Redis
-            // until the next one, which a loaded test machine may see.
-            "true" => assert!(from_memory > 0, "none of 100 from memory"),
-            _ => assert_eq!(from_memory, 0, "redis_session_cache=false still kept sessions"),
+        // With the cache, answers from memory were seen above (all 100 here, as a
+        // rule, but a heartbeat answered late on a loaded machine sends checks to
+        // Redis until the next one); without it, none at all.
+        if cache == "false" {
+            let from_memory = StoreStats::get(&stats.session_checks_memory) - memory;
+            assert_eq!(from_memory, 0, "redis_session_cache=false still kept sessions");
         }
         // Logout through this server: the very next identify refuses.
         assert_ok(
