@@ -290,6 +290,28 @@ impl RedisSessions {
         self.near.as_ref().map(|(cache, _)| &**cache)
     }
 
+    /// Forgets sessions this process has just ended, before it answers.
+    fn forget<'a>(&self, sids: impl IntoIterator<Item = &'a SessionId>) {
+        if let Some(near) = self.near() {
+            sids.into_iter().for_each(|sid| near.forget(sid));
+        }
+    }
+
+    /// Forgets every session kept: a write whose answer was lost may have ended
+    /// any of them.
+    fn forget_all(&self) {
+        if let Some(near) = self.near() {
+            near.forget_all();
+        }
+    }
+
+    fn ensure_open(&self) -> Result<(), StoreError> {
+        if self.closed.load(Ordering::Relaxed) {
+            return Err(StoreError::Unavailable("session store closed".into()));
+        }
+        Ok(())
+    }
+
     /// `<prefix>{u<id>}:`: the start of every key of one user.
     fn base(&self, user_id: i64) -> String {
         format!("{}{{u{user_id}}}:", self.prefix)
@@ -319,9 +341,7 @@ impl RedisSessions {
     /// store is closed and bounded in time whatever the connection's own timeouts
     /// do (a reconnect, a retry): a missed deadline is an outage (fail closed).
     async fn bounded<T>(&self, request: impl Future<Output = redis::RedisResult<T>>) -> Result<T, StoreError> {
-        if self.closed.load(Ordering::Relaxed) {
-            return Err(StoreError::Unavailable("session store closed".into()));
-        }
+        self.ensure_open()?;
         match tokio::time::timeout(COMMAND_TIMEOUT * 2, request).await {
             Ok(result) => result.map_err(classify),
             Err(_) => Err(StoreError::Unavailable("redis command timed out".into())),
@@ -350,11 +370,8 @@ impl SessionStore for RedisSessions {
             .arg(hex(&s.refresh.digest))
             .arg(s.refresh.generation)
             .arg(s.refresh.rotated_at);
-        let out = self.run::<Vec<Value>>(inv).await;
-        let out = out.inspect_err(|_| {
-            // Whether (and which) sessions lost their slot is unknown: forget them all.
-            self.near().inspect(|near| near.forget_all());
-        })?;
+        // If the answer is lost, whether (and which) sessions lost their slot is unknown.
+        let out: Vec<Value> = self.run(inv).await.inspect_err(|_| self.forget_all())?;
         let created = matches!(out.first(), Some(Value::Int(1)));
         if !created {
             return Ok(CreateOutcome::LimitReached);
@@ -364,9 +381,7 @@ impl SessionStore for RedisSessions {
             let sid: String = redis::from_redis_value(v).map_err(classify)?;
             evicted.extend(SessionId::parse(&sid));
         }
-        if let Some(near) = self.near() {
-            evicted.iter().for_each(|sid| near.forget(sid));
-        }
+        self.forget(&evicted);
         Ok(CreateOutcome::Created { evicted })
     }
 
@@ -377,9 +392,7 @@ impl SessionStore for RedisSessions {
         login_time: i64,
         now: i64,
     ) -> Result<SessionCheck, StoreError> {
-        if self.closed.load(Ordering::Relaxed) {
-            return Err(StoreError::Unavailable("session store closed".into()));
-        }
+        self.ensure_open()?;
         let near = self.near();
         if near.is_some_and(|n| n.hit(user_id, sid, login_time, now)) {
             StoreStats::count(&self.stats.session_checks_memory);
@@ -452,9 +465,7 @@ impl SessionStore for RedisSessions {
             .arg(&sid_text);
         let n = self.run::<i64>(inv).await;
         // Forgotten whatever the answer: a write whose answer was lost may have happened.
-        if let Some(near) = self.near() {
-            near.forget(sid);
-        }
+        self.forget([sid]);
         Ok(n? == 1)
     }
 
@@ -462,15 +473,10 @@ impl SessionStore for RedisSessions {
         let base = self.base(user_id);
         let mut inv = script(&REVOKE_ALL_SCRIPT, REVOKE_ALL).prepare_invoke();
         inv.key(format!("{base}sessions")).arg(&base);
-        let gone = self.run::<Vec<String>>(inv).await;
-        let gone = gone.inspect_err(|_| {
-            // Which sessions went (if any did) is unknown: forget them all.
-            self.near().inspect(|near| near.forget_all());
-        })?;
+        // If the answer is lost, which sessions went (if any did) is unknown.
+        let gone: Vec<String> = self.run(inv).await.inspect_err(|_| self.forget_all())?;
         let gone: Vec<SessionId> = gone.iter().filter_map(|s| SessionId::parse(s)).collect();
-        if let Some(near) = self.near() {
-            gone.iter().for_each(|sid| near.forget(sid));
-        }
+        self.forget(&gone);
         Ok(gone)
     }
 
