@@ -4,6 +4,7 @@
 mod support;
 
 use std::path::Path;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use passport::config::{Overflow, Sources};
@@ -431,15 +432,19 @@ const ONE: SessionPolicy = SessionPolicy {
     tombstone_ttl: 600,
 };
 
-async fn tracking(store: &RedisSessions) {
-    let start = Instant::now();
-    while !store.tracking() {
-        assert!(
-            start.elapsed() < Duration::from_secs(10),
-            "Redis tracking did not start"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+/// A (this process: keeps valid sessions in memory as `watch` says, tracking
+/// current) and B (another process, or a command: keeps nothing), on one Redis
+/// and prefix, with A's counters.
+async fn two_stores(url: &str, prefix: &str, watch: Watch) -> (RedisSessions, RedisSessions, Arc<StoreStats>) {
+    let stats = Arc::new(StoreStats::default());
+    let a = RedisSessions::connect(url, prefix, Some(watch), stats.clone())
+        .await
+        .unwrap();
+    let b = RedisSessions::connect(url, prefix, None, Default::default())
+        .await
+        .unwrap();
+    support::tracking_current(&a).await;
+    (a, b, stats)
 }
 
 async fn check(store: &RedisSessions, s: &Session) -> Result<SessionCheck, StoreError> {
@@ -448,21 +453,34 @@ async fn check(store: &RedisSessions, s: &Session) -> Result<SessionCheck, Store
         .await
 }
 
-/// Checks `s` until an answer comes from memory. The first read is kept unless
-/// it raced a change (the invalidation of the session's own creation, say,
-/// arriving after the read began) or a heartbeat was late, which a loaded test
-/// machine may make last a while: hence the generous bound.
-async fn kept_in_memory(store: &RedisSessions, stats: &StoreStats, s: &Session) {
+/// Checks `s` until an answer comes from memory, and returns that answer; each
+/// answer Redis gave before it goes to `asked_redis`. A read is kept unless it
+/// raced a change (the invalidation of the session's own creation, say, arriving
+/// after the read began), and memory is not used while a heartbeat is late,
+/// which a loaded test machine may make last a while: hence the generous bound.
+async fn from_memory(
+    store: &RedisSessions,
+    stats: &StoreStats,
+    s: &Session,
+    asked_redis: impl Fn(SessionCheck),
+) -> SessionCheck {
     let start = Instant::now();
     loop {
         let before = StoreStats::get(&stats.session_checks_memory);
-        assert_eq!(check(store, s).await.unwrap(), SessionCheck::Valid);
+        let found = check(store, s).await.unwrap();
         if StoreStats::get(&stats.session_checks_memory) > before {
-            return;
+            return found;
         }
+        asked_redis(found);
         assert!(start.elapsed() < Duration::from_secs(10), "never answered from memory");
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
+}
+
+/// Checks `s`, valid every time, until an answer comes from memory.
+async fn kept_in_memory(store: &RedisSessions, stats: &StoreStats, s: &Session) {
+    let from_redis = |found| assert_eq!(found, SessionCheck::Valid);
+    assert_eq!(from_memory(store, stats, s, from_redis).await, SessionCheck::Valid);
 }
 
 /// Checks `s` on `store` until it answers `expected`, for at most the second
@@ -486,15 +504,7 @@ async fn sessions_kept_in_memory_follow_every_change_to_redis() {
         return;
     };
     let prefix = format!("passport-test:{}:", support::unique());
-    let stats = std::sync::Arc::new(StoreStats::default());
-    let a = RedisSessions::connect(&url, &prefix, Some(Watch::UserKeys), stats.clone())
-        .await
-        .unwrap();
-    // B stands for another process, or a command; it keeps nothing in memory.
-    let b = RedisSessions::connect(&url, &prefix, None, Default::default())
-        .await
-        .unwrap();
-    tracking(&a).await;
+    let (a, b, stats) = two_stores(&url, &prefix, Watch::UserKeys).await;
     let now = passport::clock::now();
 
     // After a round trip, a valid session is answered from memory.
@@ -568,11 +578,11 @@ async fn a_paused_redis_ends_answers_from_memory_within_the_trust_window() {
     let Some(mut redis) = PrivateRedis::start("a_paused_redis_ends_answers_from_memory_within_the_trust_window") else {
         return;
     };
-    let stats = std::sync::Arc::new(StoreStats::default());
+    let stats = Arc::new(StoreStats::default());
     let a = RedisSessions::connect(&redis.url(), "p:", Some(Watch::UserKeys), stats.clone())
         .await
         .unwrap();
-    tracking(&a).await;
+    support::tracking_current(&a).await;
     let s = session(1);
     a.create(&s, &ONE, passport::clock::now()).await.unwrap();
     kept_in_memory(&a, &stats, &s).await;
@@ -602,7 +612,7 @@ async fn a_paused_redis_ends_answers_from_memory_within_the_trust_window() {
 
     // Back: tracking starts again by itself and the session is kept again.
     redis.unpause();
-    tracking(&a).await;
+    support::tracking_current(&a).await;
     kept_in_memory(&a, &stats, &s).await;
 }
 
@@ -612,7 +622,7 @@ async fn a_redis_that_refuses_tracking_is_asked_every_time() {
     let Some(redis) = PrivateRedis::start_with(test, &["--rename-command", "CLIENT", ""]) else {
         return;
     };
-    let stats = std::sync::Arc::new(StoreStats::default());
+    let stats = Arc::new(StoreStats::default());
     let a = RedisSessions::connect(&redis.url(), "p:", Some(Watch::UserKeys), stats.clone())
         .await
         .unwrap();
@@ -642,16 +652,9 @@ async fn own_changes_show_at_once_without_waiting_for_redis() {
         return;
     };
     let prefix = format!("passport-test:{}:", support::unique());
-    let stats = std::sync::Arc::new(StoreStats::default());
     // Tracking a prefix nothing is written under: no invalidation ever arrives,
     // so only this process's own bookkeeping can end what it keeps.
-    let a = RedisSessions::connect(&url, &prefix, Some(Watch::NothingForTests), stats.clone())
-        .await
-        .unwrap();
-    let b = RedisSessions::connect(&url, &prefix, None, Default::default())
-        .await
-        .unwrap();
-    tracking(&a).await;
+    let (a, b, stats) = two_stores(&url, &prefix, Watch::NothingForTests).await;
     let now = passport::clock::now();
 
     // What shows that nothing arrives: another process's logout goes unseen.
@@ -662,17 +665,7 @@ async fn own_changes_show_at_once_without_waiting_for_redis() {
     tokio::time::sleep(Duration::from_millis(200)).await;
     // Memory still says valid (a check that a late heartbeat sends to Redis hears
     // otherwise, so look until one comes from memory).
-    let start = Instant::now();
-    loop {
-        let before = StoreStats::get(&stats.session_checks_memory);
-        let found = check(&a, &s).await.unwrap();
-        if StoreStats::get(&stats.session_checks_memory) > before {
-            assert_eq!(found, SessionCheck::Valid);
-            break;
-        }
-        assert!(start.elapsed() < Duration::from_secs(10), "never answered from memory");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    assert_eq!(from_memory(&a, &stats, &s, |_| {}).await, SessionCheck::Valid);
     a.revoke(1, &s.session_id).await.unwrap();
     assert_eq!(check(&a, &s).await.unwrap(), SessionCheck::Revoked);
 
@@ -698,14 +691,7 @@ async fn a_lost_tracking_connection_forgets_what_it_kept() {
     let Some(redis) = PrivateRedis::start("a_lost_tracking_connection_forgets_what_it_kept") else {
         return;
     };
-    let stats = std::sync::Arc::new(StoreStats::default());
-    let a = RedisSessions::connect(&redis.url(), "p:", Some(Watch::UserKeys), stats.clone())
-        .await
-        .unwrap();
-    let b = RedisSessions::connect(&redis.url(), "p:", None, Default::default())
-        .await
-        .unwrap();
-    tracking(&a).await;
+    let (a, b, stats) = two_stores(&redis.url(), "p:", Watch::UserKeys).await;
     let s = session(1);
     b.create(&s, &ONE, passport::clock::now()).await.unwrap();
     kept_in_memory(&a, &stats, &s).await;

@@ -338,14 +338,7 @@ async fn sessions_redis_single_node() {
         let store = RedisSessions::connect(&url, &prefix, Some(Watch::UserKeys), Default::default())
             .await
             .unwrap();
-        let start = std::time::Instant::now();
-        while !store.tracking() {
-            assert!(
-                start.elapsed() < std::time::Duration::from_secs(10),
-                "tracking did not start"
-            );
-            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-        }
+        support::tracking_current(&store).await;
         Arc::new(store) as Arc<dyn SessionStore>
     })
     .await;

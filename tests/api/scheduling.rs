@@ -24,8 +24,7 @@ fn threads_of(pid: u32) -> Vec<Thread> {
     for task in std::fs::read_dir(format!("/proc/{pid}/task")).unwrap().flatten() {
         let read = |file: &str| std::fs::read_to_string(task.path().join(file)).unwrap_or_default();
         let stat = read("stat");
-        let Some(close) = stat.rfind(')') else { continue };
-        let policy = stat[close + 2..].split(' ').nth(41 - 3).and_then(|p| p.parse().ok());
+        let policy = crate::support::stat_field(&stat, 41).and_then(|p| p.parse().ok());
         let cpus = cpus_allowed(&read("status"));
         if let (Some(policy), Some(cpus)) = (policy, cpus) {
             threads.push(Thread {

@@ -165,6 +165,27 @@ impl Drop for Processes {
     }
 }
 
+/// Field `n` (numbered from 1, as proc(5) does) of a `/proc/<pid>/stat` line. The
+/// command name (field 2) may hold spaces and parentheses, so fields are counted
+/// from the last `)`.
+pub fn stat_field(stat: &str, n: usize) -> Option<&str> {
+    let (_, rest) = stat.rsplit_once(')')?;
+    rest.split_whitespace().nth(n.checked_sub(3)?)
+}
+
+/// Waits until a Redis session store's memory of valid sessions is in use
+/// (tracking current), for at most 10 s.
+pub async fn tracking_current(store: &passport::store::redis::RedisSessions) {
+    let start = Instant::now();
+    while !store.tracking() {
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "Redis tracking did not start"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
 /// A Redis server of the test's own (it can be stopped and started again).
 pub struct PrivateRedis {
     pub port: u16,
@@ -209,11 +230,7 @@ impl PrivateRedis {
         let pid = self.pid();
         assert!(Command::new("kill").args(["-STOP", &pid]).status().unwrap().success());
         let stat = format!("/proc/{pid}/stat");
-        let state = || {
-            let s = std::fs::read_to_string(&stat).unwrap_or_default();
-            s.rsplit_once(')')
-                .and_then(|(_, rest)| rest.split_whitespace().next().map(str::to_owned))
-        };
+        let state = || stat_field(&std::fs::read_to_string(&stat).unwrap_or_default(), 3).map(str::to_owned);
         let start = std::time::Instant::now();
         while state().as_deref() != Some("T") {
             assert!(start.elapsed() < Duration::from_secs(5), "redis-server did not stop");
