@@ -55,12 +55,13 @@ pub const TRUST_WINDOW: Duration = Duration::from_millis(500);
 /// How long a heartbeat may wait for its answer before the connection is given up.
 const HEARTBEAT_TIMEOUT: Duration = Duration::from_millis(1000);
 const CONNECT_TIMEOUT: Duration = Duration::from_millis(1000);
-/// Before connecting again after a lost connection, and after the server answered
-/// with an error (it refuses tracking: an ACL, a proxy, a server older than 6).
+/// Before connecting again after a lost connection.
 const RECONNECT_AFTER: Duration = Duration::from_millis(250);
+/// Before asking again after the server answered with an error (it refuses
+/// tracking: an ACL, a proxy, a server older than 6).
 const REFUSED_RETRY_AFTER: Duration = Duration::from_secs(30);
 /// Sessions kept at most (about 50 bytes each); a full shard drops expired ones
-/// first, then any one.
+/// first, then any, an eighth of it at once.
 const CAPACITY: usize = 512 * 1024;
 const SHARDS: usize = 256;
 /// The tracking connection's client name, as `CLIENT LIST` shows it.
@@ -267,7 +268,7 @@ pub enum Watch {
 /// [`REFUSED_RETRY_AFTER`].
 pub async fn track(
     cache: Arc<NearCache>,
-    info: redis::ConnectionInfo,
+    mut info: redis::ConnectionInfo,
     prefix: String,
     watch: Watch,
     store: ConnectionManager,
@@ -276,7 +277,6 @@ pub async fn track(
         Watch::UserKeys => format!("{prefix}{{u"),
         Watch::NothingForTests => format!("{prefix}{{nothing}}"),
     };
-    let mut info = info;
     info.redis.protocol = redis::ProtocolVersion::RESP3;
     let client = match redis::Client::open(info) {
         Ok(client) => client,
