@@ -97,11 +97,17 @@ pub struct Standing {
 pub async fn check_account(state: &AppState, mobile: &str, meta: &RequestMeta) -> Result<Standing, ApiError> {
     let now = crate::clock::now();
     let limit = state.config.rate_login_account;
-    let window = state.rates.peek(&failures_key(mobile), now).await?;
+    let (failures, streak) = (failures_key(mobile), streak_key(mobile));
+    let counts = state.rates.peek_all(&[&failures, &streak], now).await?;
+    let [window, streak] = counts[..] else {
+        return Err(ApiError::Internal(anyhow::anyhow!(
+            "rate store answered {} counts for 2",
+            counts.len()
+        )));
+    };
     if window.count >= limit.count {
         return Err(refuse(state, meta, window.reset_in, "too many failed logins for this account").await);
     }
-    let streak = state.rates.peek(&streak_key(mobile), now).await?;
     if streak.count >= MAX_CONSECUTIVE_FAILURES.count {
         return Err(refuse(
             state,

@@ -150,10 +150,11 @@ async fn upgrade_hash(state: &AppState, user_id: i64, old_hash: &str, password: 
 }
 
 /// Opens a session for a user whose password was just verified, then reads the
-/// account again: a password change or a disable that landed while the password
-/// was being checked ends the new session at once. (Those changes end sessions
-/// after their write, and this reads after its session exists, so whichever comes
-/// second sees the other.)
+/// account again (recording the login in the same step, when it stands): a
+/// password change or a disable that landed while the password was being checked
+/// ends the new session at once. (Those changes end sessions after their write,
+/// and this reads after its session exists, so whichever comes second sees the
+/// other.)
 async fn open_checked(
     state: &AppState,
     user: UserRecord,
@@ -171,7 +172,10 @@ async fn open_checked(
         Ok(opened) => opened,
         Err(err) => return refuse(err).await,
     };
-    let now_user = state.users.find_by_id(user.user_id).await;
+    let now_user = state
+        .users
+        .record_login(user.user_id, &user.password_hash, session.login_time)
+        .await;
     let still_valid = match &now_user {
         Ok(Some(u)) => u.password_hash == user.password_hash && !u.disabled,
         _ => false,
@@ -186,10 +190,6 @@ async fn open_checked(
             _ => ApiError::InvalidCredentials,
         };
         return refuse(err).await;
-    }
-    if let Err(e) = state.users.record_login(user.user_id, session.login_time).await {
-        // Bookkeeping only: the login itself has succeeded.
-        tracing::warn!(error = %e, user_id = user.user_id, "could not record last_login");
     }
     state.profiles.forget(user.user_id).await;
     let e = AuditEvent::ok(Event::Login, meta, "logged in")

@@ -411,12 +411,23 @@ async fn users_round_trip(store: Arc<dyn UserStore>) {
     assert!(store.set_password_hash(a, "$argon2id$new").await.unwrap());
     assert!(!store.set_password_hash(a + b + 100, "x").await.unwrap());
     assert!(store.set_disabled(a, true).await.unwrap());
-    store.record_login(a, NOW + 5).await.unwrap();
-    let u = store.find_by_id(a).await.unwrap().unwrap();
+    // A login is recorded only for the account as it was when the password was
+    // checked; either way the account comes back as it now stands.
+    let u = store.record_login(a, "$argon2id$new", NOW + 5).await.unwrap().unwrap();
     assert_eq!(
         (u.password_hash.as_str(), u.disabled, u.last_login),
-        ("$argon2id$new", true, Some(NOW + 5))
+        ("$argon2id$new", true, None)
     );
+    assert!(store.set_disabled(a, false).await.unwrap());
+    let u = store.record_login(a, "$argon2id$a", NOW + 6).await.unwrap().unwrap();
+    assert_eq!(
+        (u.password_hash.as_str(), u.disabled, u.last_login),
+        ("$argon2id$new", false, None)
+    );
+    let u = store.record_login(a, "$argon2id$new", NOW + 7).await.unwrap().unwrap();
+    assert_eq!(u.last_login, Some(NOW + 7));
+    assert_eq!(store.find_by_id(a).await.unwrap().unwrap(), u);
+    assert!(store.record_login(a + b + 100, "x", NOW).await.unwrap().is_none());
 
     let all = store.list().await.unwrap();
     assert_eq!(all.iter().map(|u| u.user_id).collect::<Vec<_>>(), vec![a, b]);
@@ -505,6 +516,50 @@ async fn sessions_embedded_two_instances_share_the_limit() {
     assert_eq!(a.list(11, now()).await.unwrap().len(), 2);
 }
 
+/// The memory cache follows another handle (a command beside the server) whether
+/// or not its own writes for the same user come in between: the reload after its
+/// own write covers exactly the changes that reload saw, and no later one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn embedded_cache_follows_another_handle_around_its_own_writes() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("sessions.db");
+    let cached = CachedSessions::start(EmbeddedSessions::open(&path, Arc::default()).await.unwrap())
+        .await
+        .unwrap();
+    let other = EmbeddedSessions::open(&path, Arc::default()).await.unwrap();
+    let p = policy(5, Overflow::EvictOldest);
+    let (a, b, c) = (session(21, NOW), session(21, NOW + 1), session(21, NOW + 2));
+    create_ok(&cached, &a, &p).await;
+    // The other handle ends `a`; this one writes for the same user right after,
+    // before a poll can have seen the other's change. The reload shows both.
+    assert!(other.revoke(21, &a.session_id).await.unwrap());
+    create_ok(&cached, &b, &p).await;
+    assert_eq!(
+        cached.check(21, &a.session_id, NOW, now()).await.unwrap(),
+        SessionCheck::Revoked
+    );
+    assert_eq!(
+        cached.check(21, &b.session_id, NOW + 1, now()).await.unwrap(),
+        SessionCheck::Valid
+    );
+    // A change of the other's after that reload is followed within SPEC §5's second,
+    // and so is one after a further write of this handle's own.
+    for (mine, theirs, lt) in [(None, &b, NOW + 1), (Some(&c), &c, NOW + 2)] {
+        if let Some(s) = mine {
+            create_ok(&cached, s, &p).await;
+        }
+        assert!(other.revoke(21, &theirs.session_id).await.unwrap());
+        let revoked = std::time::Instant::now();
+        while cached.check(21, &theirs.session_id, lt, now()).await.unwrap() != SessionCheck::Revoked {
+            assert!(
+                revoked.elapsed() < std::time::Duration::from_secs(1),
+                "another handle's revoke unseen"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+    }
+}
+
 // ---------------------------------------------------------------- rate counters
 
 async fn rate_counters(store: Arc<dyn RateStore>) {
@@ -517,6 +572,19 @@ async fn rate_counters(store: Arc<dyn RateStore>) {
     }
     assert_eq!(store.peek("k", t).await.unwrap().count, 3);
     assert_eq!(store.peek("other", t).await.unwrap().count, 0);
+    // peek_all answers each key as peek does, in the order asked, repeats included.
+    store.hit("j", 60, t).await.unwrap();
+    let all = store.peek_all(&["other", "k", "j", "k"], t).await.unwrap();
+    let one_by_one = [
+        store.peek("other", t).await.unwrap(),
+        store.peek("k", t).await.unwrap(),
+        store.peek("j", t).await.unwrap(),
+        store.peek("k", t).await.unwrap(),
+    ];
+    assert_eq!(all.iter().map(|c| c.count).collect::<Vec<_>>(), [0, 3, 1, 3]);
+    for (a, b) in all.iter().zip(&one_by_one) {
+        assert!(a.reset_in.abs_diff(b.reset_in) <= 1, "{all:?} against {one_by_one:?}");
+    }
     store.reset("k").await.unwrap();
     assert_eq!(store.peek("k", t).await.unwrap().count, 0);
     // Concurrent hits are all counted.

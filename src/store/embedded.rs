@@ -28,6 +28,9 @@ pub struct Tombstone {
 pub struct UserSessions {
     pub sessions: Vec<LiveEntry>,
     pub tombstones: Vec<Tombstone>,
+    /// The change log's newest position in the same snapshot: every change up to
+    /// it is in what was read.
+    pub log_position: i64,
 }
 
 /// What the memory cache holds of a live session: only what identify needs.
@@ -74,18 +77,12 @@ fn session(row: &SqliteRow) -> Result<Session, StoreError> {
     })
 }
 
-fn tombstone(row: &SqliteRow) -> Result<Tombstone, StoreError> {
-    let sid: Vec<u8> = row.try_get("session_id").map_err(classify)?;
-    Ok(Tombstone {
-        session_id: SessionId::from_slice(&sid)
-            .ok_or_else(|| StoreError::Other(anyhow::anyhow!("corrupt session id")))?,
-        user_id: row.try_get("user_id").map_err(classify)?,
-        expires_at: row.try_get("expires_at").map_err(classify)?,
-    })
-}
+/// The change-log row every write to a user's sessions adds in its transaction:
+/// `?1` the user, `?2` now.
+const NOTE_CHANGE: &str = "INSERT INTO session_changes (user_id, at) VALUES (?1, ?2)";
 
 async fn note_change(conn: &mut SqliteConnection, user_id: i64, now: i64) -> Result<(), StoreError> {
-    sqlx::query("INSERT INTO session_changes (user_id, at) VALUES (?, ?)")
+    sqlx::query(NOTE_CHANGE)
         .bind(user_id)
         .bind(now)
         .execute(conn)
@@ -111,43 +108,52 @@ impl EmbeddedSessions {
     }
 
     /// Live sessions (narrowly: only what the cache keeps) and tombstones, of every
-    /// user or of one.
+    /// user or of one, and the change log's position, in one query: one snapshot,
+    /// and one trip to the connection's thread (a login reloads its user's entry).
     async fn load(&self, user_id: Option<i64>, now: i64) -> Result<UserSessions, StoreError> {
         let filter = if user_id.is_some() {
-            "AND user_id = ?"
+            "AND user_id = ?2"
         } else {
-            "AND ? IS NULL"
+            "AND ?2 IS NULL"
         };
-        let sessions: Vec<(Vec<u8>, i64, i64, i64)> = sqlx::query_as(&format!(
-            "SELECT session_id, user_id, login_time, expires_at FROM sessions WHERE expires_at > ? {filter}"
+        let rows: Vec<(i64, Vec<u8>, i64, i64, i64)> = sqlx::query_as(&format!(
+            "SELECT 0, session_id, user_id, login_time, expires_at FROM sessions WHERE expires_at > ?1 {filter} \
+             UNION ALL \
+             SELECT 1, session_id, user_id, 0, expires_at FROM session_tombstones WHERE expires_at > ?1 {filter} \
+             UNION ALL \
+             SELECT 2, x'', 0, 0, COALESCE(MAX(seq), 0) FROM session_changes"
         ))
         .bind(now)
         .bind(user_id)
         .fetch_all(&self.pool)
         .await
         .map_err(classify)?;
-        let tombstones = sqlx::query(&format!(
-            "SELECT session_id, user_id, expires_at FROM session_tombstones WHERE expires_at > ? {filter}"
-        ))
-        .bind(now)
-        .bind(user_id)
-        .fetch_all(&self.pool)
-        .await
-        .map_err(classify)?;
-        Ok(UserSessions {
-            sessions: sessions
-                .into_iter()
-                .filter_map(|(sid, user_id, login_time, expires_at)| {
-                    Some(LiveEntry {
-                        session_id: SessionId::from_slice(&sid)?,
-                        user_id,
-                        login_time,
-                        expires_at,
-                    })
-                })
-                .collect(),
-            tombstones: tombstones.iter().map(tombstone).collect::<Result<_, _>>()?,
-        })
+        let mut state = UserSessions::default();
+        for (kind, sid, user_id, login_time, expires_at) in rows {
+            if kind == 2 {
+                state.log_position = expires_at;
+                continue;
+            }
+            // An id of the wrong length can match no token: skipped, as it always was.
+            let Some(session_id) = SessionId::from_slice(&sid) else {
+                continue;
+            };
+            if kind == 0 {
+                state.sessions.push(LiveEntry {
+                    session_id,
+                    user_id,
+                    login_time,
+                    expires_at,
+                });
+            } else {
+                state.tombstones.push(Tombstone {
+                    session_id,
+                    user_id,
+                    expires_at,
+                });
+            }
+        }
+        Ok(state)
     }
 
     /// Every live session and tombstone (the cache's starting point).
@@ -169,18 +175,18 @@ impl EmbeddedSessions {
         row.try_get(0).map_err(classify)
     }
 
-    /// Users whose sessions changed after position `seq`, and the new position.
+    /// The changes (position, user) after position `seq`, and the new position.
     /// `None` when the log no longer reaches back to `seq` (everything must be reloaded).
-    pub async fn changes_since(&self, seq: i64) -> Result<Option<(Vec<i64>, i64)>, StoreError> {
-        let rows = sqlx::query("SELECT seq, user_id FROM session_changes WHERE seq > ? ORDER BY seq")
-            .bind(seq)
-            .fetch_all(&self.pool)
-            .await
-            .map_err(classify)?;
-        let Some(first) = rows.first() else {
+    pub async fn changes_since(&self, seq: i64) -> Result<Option<(Vec<(i64, i64)>, i64)>, StoreError> {
+        let rows: Vec<(i64, i64)> =
+            sqlx::query_as("SELECT seq, user_id FROM session_changes WHERE seq > ? ORDER BY seq")
+                .bind(seq)
+                .fetch_all(&self.pool)
+                .await
+                .map_err(classify)?;
+        let Some(&(first_seq, _)) = rows.first() else {
             return Ok(Some((Vec::new(), seq)));
         };
-        let first_seq: i64 = first.try_get(0).map_err(classify)?;
         if first_seq > seq + 1 && seq > 0 {
             // Rows between were pruned (or never committed); only a full reload is safe.
             let gap: Option<i64> = sqlx::query("SELECT MIN(seq) FROM session_changes")
@@ -193,15 +199,8 @@ impl EmbeddedSessions {
                 return Ok(None);
             }
         }
-        let mut users = Vec::with_capacity(rows.len());
-        let mut last = seq;
-        for row in &rows {
-            last = row.try_get(0).map_err(classify)?;
-            users.push(row.try_get(1).map_err(classify)?);
-        }
-        users.sort_unstable();
-        users.dedup();
-        Ok(Some((users, last)))
+        let last = rows.last().map_or(seq, |&(last, _)| last);
+        Ok(Some((rows, last)))
     }
 
     /// Deletes expired sessions and tombstones and old change-log rows.
@@ -235,52 +234,45 @@ impl EmbeddedSessions {
 impl SessionStore for EmbeddedSessions {
     async fn create(&self, s: &Session, policy: &SessionPolicy, now: i64) -> Result<CreateOutcome, StoreError> {
         // IMMEDIATE takes SQLite's write lock first, so the count below and the
-        // insert are one atomic step even against another process.
+        // insert are one atomic step even against another process. The statements
+        // go in two batches: each batch is one trip to the connection's thread.
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(classify)?;
-        sqlx::query("DELETE FROM sessions WHERE user_id = ? AND expires_at <= ?")
-            .bind(s.user_id)
-            .bind(now)
-            .execute(&mut *tx)
-            .await
-            .map_err(classify)?;
-        let live: Vec<Vec<u8>> = sqlx::query_scalar("SELECT session_id FROM sessions WHERE user_id = ? ORDER BY id")
-            .bind(s.user_id)
-            .fetch_all(&mut *tx)
-            .await
-            .map_err(classify)?;
-        let max = policy.max_sessions as usize;
-        let mut evicted = Vec::new();
-        if live.len() >= max {
-            if policy.overflow == Overflow::Reject {
-                return Ok(CreateOutcome::LimitReached);
-            }
-            for sid in &live[..live.len() + 1 - max] {
-                sqlx::query("DELETE FROM sessions WHERE session_id = ?")
-                    .bind(sid)
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(classify)?;
-                sqlx::query(
-                    "INSERT OR REPLACE INTO session_tombstones (session_id, user_id, expires_at) VALUES (?, ?, ?)",
-                )
-                .bind(sid)
-                .bind(s.user_id)
-                .bind(now + policy.tombstone_ttl)
-                .execute(&mut *tx)
-                .await
-                .map_err(classify)?;
-                evicted.push(
-                    SessionId::from_slice(sid)
-                        .ok_or_else(|| StoreError::Other(anyhow::anyhow!("corrupt session id")))?,
-                );
-            }
-        }
-        sqlx::query(
-            "INSERT INTO sessions (session_id, user_id, login_time, created_at, expires_at, device, ip, \
-             refresh_digest, refresh_generation, rotated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        let live: Vec<(i64, Vec<u8>)> = sqlx::query_as(
+            "DELETE FROM sessions WHERE user_id = ?1 AND expires_at <= ?2; \
+             SELECT id, session_id FROM sessions WHERE user_id = ?1 ORDER BY id",
         )
-        .bind(&s.session_id.0[..])
         .bind(s.user_id)
+        .bind(now)
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(classify)?;
+        let max = policy.max_sessions as usize;
+        // The oldest sessions past the limit give up their slots: every id up to
+        // `last_evicted` (ids grow with creation; 0 evicts nothing).
+        let evicting = (live.len() + 1).saturating_sub(max).min(live.len());
+        if evicting > 0 && policy.overflow == Overflow::Reject {
+            return Ok(CreateOutcome::LimitReached);
+        }
+        let evicted = live[..evicting]
+            .iter()
+            .map(|(_, sid)| {
+                SessionId::from_slice(sid).ok_or_else(|| StoreError::Other(anyhow::anyhow!("corrupt session id")))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let last_evicted = live[..evicting].last().map_or(0, |(id, _)| *id);
+        sqlx::query(&format!(
+            "INSERT OR REPLACE INTO session_tombstones (session_id, user_id, expires_at) \
+               SELECT session_id, user_id, ?4 FROM sessions WHERE user_id = ?1 AND id <= ?3; \
+             DELETE FROM sessions WHERE user_id = ?1 AND id <= ?3; \
+             INSERT INTO sessions (session_id, user_id, login_time, created_at, expires_at, device, ip, \
+               refresh_digest, refresh_generation, rotated_at) VALUES (?5, ?1, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13); \
+             {NOTE_CHANGE}"
+        ))
+        .bind(s.user_id)
+        .bind(now)
+        .bind(last_evicted)
+        .bind(now + policy.tombstone_ttl)
+        .bind(&s.session_id.0[..])
         .bind(s.login_time)
         .bind(s.created_at)
         .bind(s.expires_at)
@@ -292,7 +284,6 @@ impl SessionStore for EmbeddedSessions {
         .execute(&mut *tx)
         .await
         .map_err(classify)?;
-        note_change(&mut tx, s.user_id, now).await?;
         tx.commit().await.map_err(classify)?;
         Ok(CreateOutcome::Created { evicted })
     }
@@ -471,6 +462,31 @@ impl RateStore for EmbeddedSessions {
             count: c as u32,
             reset_in: end - now,
         }))
+    }
+
+    async fn peek_all(&self, keys: &[&str], now: i64) -> Result<Vec<Count>, StoreError> {
+        let places = (2..keys.len() + 2)
+            .map(|i| format!("?{i}"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let sql =
+            format!("SELECT key, count, window_end FROM rate_counters WHERE window_end > ?1 AND key IN ({places})");
+        let mut query = sqlx::query_as::<_, (String, i64, i64)>(&sql).bind(now);
+        for key in keys {
+            query = query.bind(*key);
+        }
+        let rows = query.fetch_all(&self.pool).await.map_err(classify)?;
+        Ok(keys
+            .iter()
+            .map(|key| {
+                rows.iter()
+                    .find(|(k, _, _)| k == key)
+                    .map_or(Count { count: 0, reset_in: 0 }, |(_, c, end)| Count {
+                        count: *c as u32,
+                        reset_in: end - now,
+                    })
+            })
+            .collect())
     }
 
     async fn reset(&self, key: &str) -> Result<(), StoreError> {

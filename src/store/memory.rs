@@ -5,7 +5,10 @@
 //! there first, then the user's entry is reloaded from it; changes made by other
 //! processes (the `passport` command beside a running server) are found through
 //! the change log, polled every [`POLL_INTERVAL`]. Both run under one lock, so a
-//! reload can never apply an older state over a newer one.
+//! reload can never apply an older state over a newer one. A reload also reads the
+//! log's position in the same snapshot, so a poll skips the log rows a reload has
+//! already covered (this process's own writes, nearly always): a login reloads its
+//! user once, not once more at the next poll.
 //!
 //! Fail closed: if the log cannot be read for [`STALE_AFTER`], the cache may be
 //! missing a revocation, so identify answers `Unavailable` until it catches up.
@@ -98,12 +101,20 @@ impl Cache {
     }
 }
 
+/// Where the cache stands against the change log.
+struct Position {
+    /// Every log row up to here has been applied.
+    seq: i64,
+    /// Users reloaded since, each with the log position its reload saw: a later
+    /// poll need not reload them again for rows up to that position.
+    reloaded: HashMap<i64, i64>,
+}
+
 struct Shared {
     db: EmbeddedSessions,
     cache: RwLock<Cache>,
-    /// Held across "write SQL, reload from SQL" and across each poll; guards the
-    /// change-log position.
-    sync: tokio::sync::Mutex<i64>,
+    /// Held across "write SQL, reload from SQL" and across each poll.
+    sync: tokio::sync::Mutex<Position>,
     /// Milliseconds since `epoch` of the last successful poll.
     last_sync_ms: AtomicI64,
     epoch: Instant,
@@ -134,8 +145,9 @@ impl Shared {
         Ok(())
     }
 
-    async fn reload_user(&self, user_id: i64) -> Result<(), StoreError> {
+    async fn reload_user(&self, at: &mut Position, user_id: i64) -> Result<(), StoreError> {
         let state = self.db.load_user(user_id, crate::clock::now()).await?;
+        at.reloaded.insert(user_id, state.log_position);
         self.cache.write().replace_user(user_id, state);
         Ok(())
     }
@@ -150,21 +162,31 @@ impl Shared {
 
     /// Applies what other processes changed since the last poll.
     async fn poll(&self) -> Result<(), StoreError> {
-        let mut seq = self.sync.lock().await;
+        let mut at = self.sync.lock().await;
         let as_of = self.now_ms();
-        match self.db.changes_since(*seq).await? {
-            Some((users, last)) => {
+        match self.db.changes_since(at.seq).await? {
+            Some((changes, last)) => {
+                let mut users: Vec<i64> = changes
+                    .into_iter()
+                    .filter(|(seq, user_id)| at.reloaded.get(user_id).is_none_or(|covered| seq > covered))
+                    .map(|(_, user_id)| user_id)
+                    .collect();
+                users.sort_unstable();
+                users.dedup();
                 for user_id in users {
-                    self.reload_user(user_id).await?;
+                    self.reload_user(&mut at, user_id).await?;
                 }
-                *seq = last;
+                at.seq = last;
             }
             None => {
                 let last = self.db.last_change().await?;
                 self.reload_all().await?;
-                *seq = last;
+                at.seq = last;
             }
         }
+        // What the log holds from here on is newer than any reload so far.
+        let seq = at.seq;
+        at.reloaded.retain(|_, covered| *covered > seq);
         self.mark_synced(as_of);
         Ok(())
     }
@@ -181,7 +203,10 @@ impl CachedSessions {
             stats: db.stats(),
             db,
             cache: RwLock::new(Cache::default()),
-            sync: tokio::sync::Mutex::new(seq),
+            sync: tokio::sync::Mutex::new(Position {
+                seq,
+                reloaded: HashMap::new(),
+            }),
             last_sync_ms: AtomicI64::new(0),
             epoch: Instant::now(),
             closed: AtomicBool::new(false),
@@ -251,9 +276,9 @@ impl Drop for CachedSessions {
 impl SessionStore for CachedSessions {
     async fn create(&self, session: &Session, policy: &SessionPolicy, now: i64) -> Result<CreateOutcome, StoreError> {
         self.ensure_open()?;
-        let _seq = self.shared.sync.lock().await;
+        let mut at = self.shared.sync.lock().await;
         let outcome = self.shared.db.create(session, policy, now).await?;
-        self.shared.reload_user(session.user_id).await?;
+        self.shared.reload_user(&mut at, session.user_id).await?;
         Ok(outcome)
     }
 
@@ -282,17 +307,17 @@ impl SessionStore for CachedSessions {
 
     async fn revoke(&self, user_id: i64, sid: &SessionId) -> Result<bool, StoreError> {
         self.ensure_open()?;
-        let _seq = self.shared.sync.lock().await;
+        let mut at = self.shared.sync.lock().await;
         let done = self.shared.db.revoke(user_id, sid).await?;
-        self.shared.reload_user(user_id).await?;
+        self.shared.reload_user(&mut at, user_id).await?;
         Ok(done)
     }
 
     async fn revoke_all(&self, user_id: i64) -> Result<Vec<SessionId>, StoreError> {
         self.ensure_open()?;
-        let _seq = self.shared.sync.lock().await;
+        let mut at = self.shared.sync.lock().await;
         let gone = self.shared.db.revoke_all(user_id).await?;
-        self.shared.reload_user(user_id).await?;
+        self.shared.reload_user(&mut at, user_id).await?;
         Ok(gone)
     }
 
@@ -310,7 +335,7 @@ impl SessionStore for CachedSessions {
         expires_at: i64,
     ) -> Result<bool, StoreError> {
         self.ensure_open()?;
-        let _seq = self.shared.sync.lock().await;
+        let mut at = self.shared.sync.lock().await;
         let done = self
             .shared
             .db
@@ -318,7 +343,7 @@ impl SessionStore for CachedSessions {
             .await?;
         if done {
             // The session's expiry slid: the cache must know.
-            self.shared.reload_user(user_id).await?;
+            self.shared.reload_user(&mut at, user_id).await?;
         }
         Ok(done)
     }
@@ -345,6 +370,11 @@ impl RateStore for CachedSessions {
     async fn peek(&self, key: &str, now: i64) -> Result<Count, StoreError> {
         self.ensure_open()?;
         self.shared.db.peek(key, now).await
+    }
+
+    async fn peek_all(&self, keys: &[&str], now: i64) -> Result<Vec<Count>, StoreError> {
+        self.ensure_open()?;
+        self.shared.db.peek_all(keys, now).await
     }
 
     async fn reset(&self, key: &str) -> Result<(), StoreError> {

@@ -100,7 +100,10 @@ pub trait UserStore: Send + Sync {
     async fn import(&self, user: &UserRecord) -> Result<bool, StoreError>;
     /// After imports with explicit ids: new ids continue above the largest.
     async fn finish_import(&self) -> Result<(), StoreError>;
-    async fn record_login(&self, user_id: i64, at: i64) -> Result<(), StoreError>;
+    /// Records a login at `at`, if the account still has `password_hash` and is not
+    /// disabled, and returns the account as it stands (`None` once deleted). One
+    /// step: a login re-reads its account and records itself in one trip.
+    async fn record_login(&self, user_id: i64, password_hash: &str, at: i64) -> Result<Option<UserRecord>, StoreError>;
     /// Every user, by id.
     async fn list(&self) -> Result<Vec<UserRecord>, StoreError>;
     async fn ping(&self) -> Result<(), StoreError>;
@@ -239,6 +242,15 @@ pub trait RateStore: Send + Sync {
     async fn hit(&self, key: &str, window: i64, now: i64) -> Result<Count, StoreError>;
     /// The count without adding (0 once the window has closed).
     async fn peek(&self, key: &str, now: i64) -> Result<Count, StoreError>;
+    /// `peek` of several keys, in their order. A store may answer all of them at
+    /// once (a login looks at two counters of its account).
+    async fn peek_all(&self, keys: &[&str], now: i64) -> Result<Vec<Count>, StoreError> {
+        let mut counts = Vec::with_capacity(keys.len());
+        for key in keys {
+            counts.push(self.peek(key, now).await?);
+        }
+        Ok(counts)
+    }
     async fn reset(&self, key: &str) -> Result<(), StoreError>;
 }
 
@@ -364,10 +376,17 @@ pub(crate) fn classify(e: sqlx::Error) -> StoreError {
 /// sqlx's, started by whichever thread opens it; one started by a pinned runtime
 /// worker would be stuck on that worker's CPU (`scheduling`), so every new
 /// connection hands its thread back all the process's CPUs.
+///
+/// Connections are not pinged before use (sqlx's default): a SQLite connection is
+/// an open file in this process, with no peer that could have gone away, and the
+/// ping is a round trip to the connection's thread before every query (a quarter
+/// of a login's CPU outside hashing went to such hand-offs). A failing file still
+/// fails the query itself.
 pub(crate) fn sqlite_pool(max: u32) -> sqlx::sqlite::SqlitePoolOptions {
     sqlx::sqlite::SqlitePoolOptions::new()
         .max_connections(max)
         .acquire_timeout(std::time::Duration::from_secs(5))
+        .test_before_acquire(false)
         .after_connect(|_, _| {
             Box::pin(async {
                 crate::scheduling::release_threads_named(SQLITE_THREAD_NAME);

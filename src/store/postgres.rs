@@ -133,14 +133,18 @@ impl UserStore for PgUsers {
         Ok(done.rows_affected() == 1)
     }
 
-    async fn record_login(&self, user_id: i64, at: i64) -> Result<(), StoreError> {
-        sqlx::query("UPDATE users SET last_login = $1 WHERE user_id = $2")
-            .bind(at)
-            .bind(user_id)
-            .execute(self.counted())
-            .await
-            .map_err(classify)?;
-        Ok(())
+    async fn record_login(&self, user_id: i64, password_hash: &str, at: i64) -> Result<Option<UserRecord>, StoreError> {
+        let row = sqlx::query(&format!(
+            "UPDATE users SET last_login = CASE WHEN password_hash = $2 AND NOT disabled THEN $3 ELSE last_login END \
+             WHERE user_id = $1 RETURNING {COLUMNS}"
+        ))
+        .bind(user_id)
+        .bind(password_hash)
+        .bind(at)
+        .fetch_optional(self.counted())
+        .await
+        .map_err(classify)?;
+        row.as_ref().map(record).transpose()
     }
 
     async fn list(&self) -> Result<Vec<UserRecord>, StoreError> {
