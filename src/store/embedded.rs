@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use sqlx::sqlite::SqliteRow;
-use sqlx::{Row, SqliteConnection, SqlitePool};
+use sqlx::{Connection, Row, SqliteConnection, SqlitePool};
 
 use super::{
     classify, sqlite_options, sqlite_pool, Count, CreateOutcome, Found, RateStore, RefreshState, Session, SessionCheck,
@@ -46,7 +46,14 @@ pub struct LiveEntry {
 pub const CHANGE_LOG_KEEP_SECS: i64 = 600;
 
 pub struct EmbeddedSessions {
+    /// Reads.
     pool: SqlitePool,
+    /// Every write, one at a time, on one connection of its own (`None` once
+    /// closed). SQLite lets one connection write at a time anyway; queueing here
+    /// instead of in its busy handler (which sleeps and retries) wakes the next
+    /// writer as soon as the last is done, and a connection kept out of the pool
+    /// skips the pool's check on every return.
+    writer: tokio::sync::Mutex<Option<SqliteConnection>>,
     stats: Arc<StoreStats>,
 }
 
@@ -91,43 +98,25 @@ async fn note_change(conn: &mut SqliteConnection, user_id: i64, now: i64) -> Res
     Ok(())
 }
 
-fn unix_now() -> i64 {
-    crate::clock::now()
+/// The query of `load`: `?1` the user (NULL for every user), `?2` now. Its rows
+/// are `LoadRow`s.
+fn load_sql(one_user: bool) -> String {
+    let filter = if one_user { "AND user_id = ?1" } else { "AND ?1 IS NULL" };
+    format!(
+        "SELECT 0, session_id, user_id, login_time, expires_at FROM sessions WHERE expires_at > ?2 {filter} \
+         UNION ALL \
+         SELECT 1, session_id, user_id, 0, expires_at FROM session_tombstones WHERE expires_at > ?2 {filter} \
+         UNION ALL \
+         SELECT 2, x'', 0, 0, COALESCE(MAX(seq), 0) FROM session_changes"
+    )
 }
 
-impl EmbeddedSessions {
-    pub async fn open(path: &Path, stats: Arc<StoreStats>) -> anyhow::Result<EmbeddedSessions> {
-        let url = format!("sqlite://{}", path.display());
-        let pool = sqlite_pool(4).connect_with(sqlite_options(&url)?).await?;
-        sqlx::migrate!("migrations/embedded").run(&pool).await?;
-        Ok(EmbeddedSessions { pool, stats })
-    }
+/// kind (0 live, 1 tombstone, 2 log position), session id, user, login time, expiry
+/// (the position, for kind 2).
+type LoadRow = (i64, Vec<u8>, i64, i64, i64);
 
-    pub fn stats(&self) -> Arc<StoreStats> {
-        self.stats.clone()
-    }
-
-    /// Live sessions (narrowly: only what the cache keeps) and tombstones, of every
-    /// user or of one, and the change log's position, in one query: one snapshot,
-    /// and one trip to the connection's thread (a login reloads its user's entry).
-    async fn load(&self, user_id: Option<i64>, now: i64) -> Result<UserSessions, StoreError> {
-        let filter = if user_id.is_some() {
-            "AND user_id = ?2"
-        } else {
-            "AND ?2 IS NULL"
-        };
-        let rows: Vec<(i64, Vec<u8>, i64, i64, i64)> = sqlx::query_as(&format!(
-            "SELECT 0, session_id, user_id, login_time, expires_at FROM sessions WHERE expires_at > ?1 {filter} \
-             UNION ALL \
-             SELECT 1, session_id, user_id, 0, expires_at FROM session_tombstones WHERE expires_at > ?1 {filter} \
-             UNION ALL \
-             SELECT 2, x'', 0, 0, COALESCE(MAX(seq), 0) FROM session_changes"
-        ))
-        .bind(now)
-        .bind(user_id)
-        .fetch_all(&self.pool)
-        .await
-        .map_err(classify)?;
+impl UserSessions {
+    fn from_rows(rows: Vec<LoadRow>) -> UserSessions {
         let mut state = UserSessions::default();
         for (kind, sid, user_id, login_time, expires_at) in rows {
             if kind == 2 {
@@ -153,7 +142,48 @@ impl EmbeddedSessions {
                 });
             }
         }
-        Ok(state)
+        state
+    }
+}
+
+fn unix_now() -> i64 {
+    crate::clock::now()
+}
+
+impl EmbeddedSessions {
+    pub async fn open(path: &Path, stats: Arc<StoreStats>) -> anyhow::Result<EmbeddedSessions> {
+        let url = format!("sqlite://{}", path.display());
+        let pool = sqlite_pool(4).connect_with(sqlite_options(&url)?).await?;
+        sqlx::migrate!("migrations/embedded").run(&pool).await?;
+        let writer = pool.acquire().await?.detach();
+        Ok(EmbeddedSessions {
+            pool,
+            writer: tokio::sync::Mutex::new(Some(writer)),
+            stats,
+        })
+    }
+
+    /// The write connection, once the writes before have finished.
+    async fn writer(&self) -> Result<tokio::sync::MappedMutexGuard<'_, SqliteConnection>, StoreError> {
+        tokio::sync::MutexGuard::try_map(self.writer.lock().await, Option::as_mut)
+            .map_err(|_| StoreError::Unavailable("session store closed".into()))
+    }
+
+    pub fn stats(&self) -> Arc<StoreStats> {
+        self.stats.clone()
+    }
+
+    /// Live sessions (narrowly: only what the cache keeps) and tombstones, of every
+    /// user or of one, and the change log's position, in one query: one snapshot,
+    /// and one trip to the connection's thread.
+    async fn load(&self, user_id: Option<i64>, now: i64) -> Result<UserSessions, StoreError> {
+        let rows = sqlx::query_as(&load_sql(user_id.is_some()))
+            .bind(user_id)
+            .bind(now)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(classify)?;
+        Ok(UserSessions::from_rows(rows))
     }
 
     /// Every live session and tombstone (the cache's starting point).
@@ -203,9 +233,77 @@ impl EmbeddedSessions {
         Ok(Some((rows, last)))
     }
 
+    /// `create`, also answering the user's sessions as it left them (what the
+    /// cache reloads after a login), read in the same transaction: `None` when
+    /// nothing changed. IMMEDIATE takes SQLite's write lock first, so the count
+    /// and the insert are one atomic step even against another process; the
+    /// statements go in two batches, each one trip to the connection's thread.
+    pub async fn create_and_load(
+        &self,
+        s: &Session,
+        policy: &SessionPolicy,
+        now: i64,
+    ) -> Result<(CreateOutcome, Option<UserSessions>), StoreError> {
+        let mut writer = self.writer().await?;
+        let mut tx = writer.begin_with("BEGIN IMMEDIATE").await.map_err(classify)?;
+        let live: Vec<(i64, Vec<u8>)> = sqlx::query_as(
+            "DELETE FROM sessions WHERE user_id = ?1 AND expires_at <= ?2; \
+             SELECT id, session_id FROM sessions WHERE user_id = ?1 ORDER BY id",
+        )
+        .bind(s.user_id)
+        .bind(now)
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(classify)?;
+        let max = policy.max_sessions as usize;
+        // The oldest sessions past the limit give up their slots: every id up to
+        // `last_evicted` (ids grow with creation; 0 evicts nothing).
+        let evicting = (live.len() + 1).saturating_sub(max).min(live.len());
+        if evicting > 0 && policy.overflow == Overflow::Reject {
+            return Ok((CreateOutcome::LimitReached, None));
+        }
+        let evicted = live[..evicting]
+            .iter()
+            .map(|(_, sid)| {
+                SessionId::from_slice(sid).ok_or_else(|| StoreError::Other(anyhow::anyhow!("corrupt session id")))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let last_evicted = live[..evicting].last().map_or(0, |(id, _)| *id);
+        // `load_sql` takes the same ?1 (user) and ?2 (now).
+        let rows: Vec<LoadRow> = sqlx::query_as(&format!(
+            "INSERT OR REPLACE INTO session_tombstones (session_id, user_id, expires_at) \
+               SELECT session_id, user_id, ?4 FROM sessions WHERE user_id = ?1 AND id <= ?3; \
+             DELETE FROM sessions WHERE user_id = ?1 AND id <= ?3; \
+             INSERT INTO sessions (session_id, user_id, login_time, created_at, expires_at, device, ip, \
+               refresh_digest, refresh_generation, rotated_at) VALUES (?5, ?1, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13); \
+             {NOTE_CHANGE}; \
+             {}",
+            load_sql(true)
+        ))
+        .bind(s.user_id)
+        .bind(now)
+        .bind(last_evicted)
+        .bind(now + policy.tombstone_ttl)
+        .bind(&s.session_id.0[..])
+        .bind(s.login_time)
+        .bind(s.created_at)
+        .bind(s.expires_at)
+        .bind(&s.device)
+        .bind(&s.ip)
+        .bind(&s.refresh.digest[..])
+        .bind(s.refresh.generation)
+        .bind(s.refresh.rotated_at)
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(classify)?;
+        tx.commit().await.map_err(classify)?;
+        Ok((CreateOutcome::Created { evicted }, Some(UserSessions::from_rows(rows))))
+    }
+
     /// Deletes expired sessions and tombstones and old change-log rows.
     pub async fn purge(&self, now: i64) -> Result<(), StoreError> {
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(classify)?;
+        let mut writer = self.writer().await?;
+        let mut tx = writer.begin_with("BEGIN IMMEDIATE").await.map_err(classify)?;
         sqlx::query("DELETE FROM sessions WHERE expires_at <= ?")
             .bind(now)
             .execute(&mut *tx)
@@ -233,59 +331,7 @@ impl EmbeddedSessions {
 #[async_trait]
 impl SessionStore for EmbeddedSessions {
     async fn create(&self, s: &Session, policy: &SessionPolicy, now: i64) -> Result<CreateOutcome, StoreError> {
-        // IMMEDIATE takes SQLite's write lock first, so the count below and the
-        // insert are one atomic step even against another process. The statements
-        // go in two batches: each batch is one trip to the connection's thread.
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(classify)?;
-        let live: Vec<(i64, Vec<u8>)> = sqlx::query_as(
-            "DELETE FROM sessions WHERE user_id = ?1 AND expires_at <= ?2; \
-             SELECT id, session_id FROM sessions WHERE user_id = ?1 ORDER BY id",
-        )
-        .bind(s.user_id)
-        .bind(now)
-        .fetch_all(&mut *tx)
-        .await
-        .map_err(classify)?;
-        let max = policy.max_sessions as usize;
-        // The oldest sessions past the limit give up their slots: every id up to
-        // `last_evicted` (ids grow with creation; 0 evicts nothing).
-        let evicting = (live.len() + 1).saturating_sub(max).min(live.len());
-        if evicting > 0 && policy.overflow == Overflow::Reject {
-            return Ok(CreateOutcome::LimitReached);
-        }
-        let evicted = live[..evicting]
-            .iter()
-            .map(|(_, sid)| {
-                SessionId::from_slice(sid).ok_or_else(|| StoreError::Other(anyhow::anyhow!("corrupt session id")))
-            })
-            .collect::<Result<Vec<_>, _>>()?;
-        let last_evicted = live[..evicting].last().map_or(0, |(id, _)| *id);
-        sqlx::query(&format!(
-            "INSERT OR REPLACE INTO session_tombstones (session_id, user_id, expires_at) \
-               SELECT session_id, user_id, ?4 FROM sessions WHERE user_id = ?1 AND id <= ?3; \
-             DELETE FROM sessions WHERE user_id = ?1 AND id <= ?3; \
-             INSERT INTO sessions (session_id, user_id, login_time, created_at, expires_at, device, ip, \
-               refresh_digest, refresh_generation, rotated_at) VALUES (?5, ?1, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13); \
-             {NOTE_CHANGE}"
-        ))
-        .bind(s.user_id)
-        .bind(now)
-        .bind(last_evicted)
-        .bind(now + policy.tombstone_ttl)
-        .bind(&s.session_id.0[..])
-        .bind(s.login_time)
-        .bind(s.created_at)
-        .bind(s.expires_at)
-        .bind(&s.device)
-        .bind(&s.ip)
-        .bind(&s.refresh.digest[..])
-        .bind(s.refresh.generation)
-        .bind(s.refresh.rotated_at)
-        .execute(&mut *tx)
-        .await
-        .map_err(classify)?;
-        tx.commit().await.map_err(classify)?;
-        Ok(CreateOutcome::Created { evicted })
+        Ok(self.create_and_load(s, policy, now).await?.0)
     }
 
     async fn check(
@@ -336,7 +382,8 @@ impl SessionStore for EmbeddedSessions {
 
     async fn revoke(&self, user_id: i64, sid: &SessionId) -> Result<bool, StoreError> {
         let now = unix_now();
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(classify)?;
+        let mut writer = self.writer().await?;
+        let mut tx = writer.begin_with("BEGIN IMMEDIATE").await.map_err(classify)?;
         let done = sqlx::query("DELETE FROM sessions WHERE session_id = ? AND user_id = ? AND expires_at > ?")
             .bind(&sid.0[..])
             .bind(user_id)
@@ -374,7 +421,8 @@ impl SessionStore for EmbeddedSessions {
         expires_at: i64,
     ) -> Result<bool, StoreError> {
         let now = unix_now();
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(classify)?;
+        let mut writer = self.writer().await?;
+        let mut tx = writer.begin_with("BEGIN IMMEDIATE").await.map_err(classify)?;
         let done = sqlx::query(
             "UPDATE sessions SET refresh_digest = ?, refresh_generation = ?, rotated_at = ?, expires_at = ? \
              WHERE session_id = ? AND user_id = ? AND refresh_digest = ? AND expires_at > ?",
@@ -400,7 +448,8 @@ impl SessionStore for EmbeddedSessions {
 
     async fn revoke_all(&self, user_id: i64) -> Result<Vec<SessionId>, StoreError> {
         let now = unix_now();
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(classify)?;
+        let mut writer = self.writer().await?;
+        let mut tx = writer.begin_with("BEGIN IMMEDIATE").await.map_err(classify)?;
         let gone: Vec<(Vec<u8>, i64)> =
             sqlx::query_as("DELETE FROM sessions WHERE user_id = ? RETURNING session_id, expires_at")
                 .bind(user_id)
@@ -423,6 +472,11 @@ impl SessionStore for EmbeddedSessions {
     }
 
     async fn close(&self) {
+        if let Some(writer) = self.writer.lock().await.take() {
+            if let Err(e) = writer.close().await {
+                tracing::warn!(error = %e, "closing the session store's write connection failed");
+            }
+        }
         self.pool.close().await;
     }
 }
@@ -441,7 +495,7 @@ impl RateStore for EmbeddedSessions {
         .bind(key)
         .bind(now)
         .bind(window)
-        .fetch_one(&self.pool)
+        .fetch_one(&mut *self.writer().await?)
         .await
         .map_err(classify)?;
         Ok(Count {
@@ -492,7 +546,7 @@ impl RateStore for EmbeddedSessions {
     async fn reset(&self, key: &str) -> Result<(), StoreError> {
         sqlx::query("DELETE FROM rate_counters WHERE key = ?")
             .bind(key)
-            .execute(&self.pool)
+            .execute(&mut *self.writer().await?)
             .await
             .map_err(classify)?;
         Ok(())

@@ -2,7 +2,8 @@
 //! tombstone held in memory, so identify costs a hash-map lookup and no I/O.
 //!
 //! SQLite stays the source of truth. Every change this process makes is written
-//! there first, then the user's entry is reloaded from it; changes made by other
+//! there first, then the user's entry is reloaded from it (a login reads it back
+//! in its own write transaction, applied once that commits); changes made by other
 //! processes (the `passport` command beside a running server) are found through
 //! the change log, polled every [`POLL_INTERVAL`]. Both run under one lock, so a
 //! reload can never apply an older state over a newer one. A reload also reads the
@@ -147,9 +148,14 @@ impl Shared {
 
     async fn reload_user(&self, at: &mut Position, user_id: i64) -> Result<(), StoreError> {
         let state = self.db.load_user(user_id, crate::clock::now()).await?;
+        self.apply_user(at, user_id, state);
+        Ok(())
+    }
+
+    /// Puts a user's entry as SQLite has it (read under `sync`) into the cache.
+    fn apply_user(&self, at: &mut Position, user_id: i64, state: UserSessions) {
         at.reloaded.insert(user_id, state.log_position);
         self.cache.write().replace_user(user_id, state);
-        Ok(())
     }
 
     async fn reload_all(&self) -> Result<(), StoreError> {
@@ -277,8 +283,10 @@ impl SessionStore for CachedSessions {
     async fn create(&self, session: &Session, policy: &SessionPolicy, now: i64) -> Result<CreateOutcome, StoreError> {
         self.ensure_open()?;
         let mut at = self.shared.sync.lock().await;
-        let outcome = self.shared.db.create(session, policy, now).await?;
-        self.shared.reload_user(&mut at, session.user_id).await?;
+        let (outcome, state) = self.shared.db.create_and_load(session, policy, now).await?;
+        if let Some(state) = state {
+            self.shared.apply_user(&mut at, session.user_id, state);
+        }
         Ok(outcome)
     }
 
