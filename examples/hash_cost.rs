@@ -7,7 +7,11 @@
 use passport::passwords::{hash_with, HashMemory};
 
 fn main() {
-    let runs: usize = std::env::args().nth(1).and_then(|a| a.parse().ok()).unwrap_or(100).max(1);
+    let runs: usize = std::env::args()
+        .nth(1)
+        .and_then(|a| a.parse().ok())
+        .unwrap_or(100)
+        .max(1);
     let mut memory = HashMemory::default();
     let _ = hash_with(&mut memory, b"warm-up");
     let start = std::time::Instant::now();

@@ -158,12 +158,15 @@ impl Shared {
         self.cache.write().replace_user(user_id, state);
     }
 
-    async fn reload_all(&self) -> Result<(), StoreError> {
+    /// Replaces the whole cache; returns the log position it reflects (a change
+    /// committed during the load may come again at the next poll, never missed).
+    async fn reload_all(&self) -> Result<i64, StoreError> {
         let state = self.db.load_all(crate::clock::now()).await?;
+        let position = state.log_position;
         let mut fresh = Cache::default();
         fresh.insert(state);
         *self.cache.write() = fresh;
-        Ok(())
+        Ok(position)
     }
 
     /// Applies what other processes changed since the last poll.
@@ -184,11 +187,7 @@ impl Shared {
                 }
                 at.seq = last;
             }
-            None => {
-                let last = self.db.last_change().await?;
-                self.reload_all().await?;
-                at.seq = last;
-            }
+            None => at.seq = self.reload_all().await?,
         }
         // What the log holds from here on is newer than any reload so far.
         let seq = at.seq;
@@ -202,15 +201,12 @@ impl CachedSessions {
     /// Loads every live session and starts following the change log.
     pub async fn start(db: EmbeddedSessions) -> anyhow::Result<CachedSessions> {
         let started = Instant::now();
-        // Read the log position first: a change committed during the load is then
-        // applied again by the first poll, never missed.
-        let seq = db.last_change().await?;
         let shared = Arc::new(Shared {
             stats: db.stats(),
             db,
             cache: RwLock::new(Cache::default()),
             sync: tokio::sync::Mutex::new(Position {
-                seq,
+                seq: 0,
                 reloaded: HashMap::new(),
             }),
             last_sync_ms: AtomicI64::new(0),
@@ -218,7 +214,7 @@ impl CachedSessions {
             closed: AtomicBool::new(false),
         });
         let as_of = shared.now_ms();
-        shared.reload_all().await?;
+        shared.sync.lock().await.seq = shared.reload_all().await?;
         shared.mark_synced(as_of);
         tracing::info!(
             sessions = shared.cache.read().live.len(),
