@@ -172,10 +172,19 @@ async fn open_checked(
         Ok(opened) => opened,
         Err(err) => return refuse(err).await,
     };
-    let now_user = state
+    let now_user = match state
         .users
         .record_login(user.user_id, &user.password_hash, session.login_time)
-        .await;
+        .await
+    {
+        Ok(u) => Ok(u),
+        Err(e) => {
+            // Recording is bookkeeping: a write that fails (a store busy with an
+            // import, say) must not fail the login, but the re-check must still run.
+            tracing::warn!(error = %e, user_id = user.user_id, "could not record last_login");
+            state.users.find_by_id(user.user_id).await
+        }
+    };
     let still_valid = match &now_user {
         Ok(Some(u)) => u.password_hash == user.password_hash && !u.disabled,
         _ => false,

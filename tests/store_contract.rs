@@ -127,6 +127,22 @@ async fn evict_oldest(store: Arc<dyn SessionStore>) {
         store.check(8, &other.session_id, NOW, t).await.unwrap(),
         SessionCheck::Valid
     );
+    // A lower limit (a changed setting) evicts every session past it at once,
+    // oldest first, and still nobody else's.
+    let d = session(7, NOW + 3);
+    let evicted = create_ok(&*store, &d, &policy(1, Overflow::EvictOldest)).await;
+    assert_eq!(evicted, vec![b.session_id, c.session_id]);
+    for (sid, lt) in [(b.session_id, NOW + 1), (c.session_id, NOW + 2)] {
+        assert_eq!(store.check(7, &sid, lt, now()).await.unwrap(), SessionCheck::Replaced);
+    }
+    assert_eq!(
+        store.check(7, &d.session_id, NOW + 3, now()).await.unwrap(),
+        SessionCheck::Valid
+    );
+    assert_eq!(
+        store.check(8, &other.session_id, NOW, now()).await.unwrap(),
+        SessionCheck::Valid
+    );
 }
 
 async fn reject_policy(store: Arc<dyn SessionStore>) {
@@ -224,6 +240,15 @@ async fn closed_store_fails_closed(store: Arc<dyn SessionStore>) {
     let r = store.check(10, &s.session_id, NOW, now()).await;
     assert!(matches!(r, Err(StoreError::Unavailable(_))), "{r:?}");
     assert!(matches!(store.ping().await, Err(StoreError::Unavailable(_))));
+    // Writes too.
+    let r = store
+        .create(&session(10, NOW + 1), &policy(1, Overflow::EvictOldest), now())
+        .await;
+    assert!(matches!(r, Err(StoreError::Unavailable(_))), "{r:?}");
+    let r = store.revoke(10, &s.session_id).await;
+    assert!(matches!(r, Err(StoreError::Unavailable(_))), "{r:?}");
+    let r = store.revoke_all(10).await;
+    assert!(matches!(r, Err(StoreError::Unavailable(_))), "{r:?}");
 }
 
 async fn refresh_rotation_is_compare_and_set(store: Arc<dyn SessionStore>) {
@@ -514,6 +539,52 @@ async fn sessions_embedded_two_instances_share_the_limit() {
         t.await.unwrap();
     }
     assert_eq!(a.list(11, now()).await.unwrap().len(), 2);
+}
+
+/// A write whose caller goes away at any point (a client that hangs up on its
+/// logout) leaves the store writable: the embedded store has one write connection,
+/// and nothing may stay open on it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn embedded_writes_survive_cancelled_writes() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("sessions.db");
+    let cached = CachedSessions::start(EmbeddedSessions::open(&path, Arc::default()).await.unwrap())
+        .await
+        .unwrap();
+    let plain = EmbeddedSessions::open(&path, Arc::default()).await.unwrap();
+    let p = policy(2, Overflow::EvictOldest);
+    let (mut finished, mut cut) = (0, 0);
+    for i in 0..200u64 {
+        let store: &dyn SessionStore = if i % 2 == 0 { &cached } else { &plain };
+        let s = session(31, NOW + i as i64);
+        // Cut short anywhere from before the first statement to after the commit.
+        let wait = std::time::Duration::from_micros(25 * (i % 40));
+        let done = if i % 3 == 0 {
+            tokio::time::timeout(wait, store.revoke_all(31)).await.is_ok()
+        } else {
+            tokio::time::timeout(wait, store.create(&s, &p, now())).await.is_ok()
+        };
+        if done {
+            finished += 1;
+        } else {
+            cut += 1;
+        }
+    }
+    eprintln!("{finished} writes finished, {cut} cut short");
+    assert!(cut > 0, "no write was cancelled: the test proves nothing");
+    for store in [&cached as &dyn SessionStore, &plain] {
+        let s = session(32, NOW);
+        create_ok(store, &s, &p).await;
+        assert_eq!(
+            store.check(32, &s.session_id, NOW, now()).await.unwrap(),
+            SessionCheck::Valid
+        );
+        store.ping().await.unwrap();
+    }
+    for rates in [&cached as &dyn RateStore, &plain] {
+        rates.hit("after", 60, now()).await.unwrap();
+    }
+    assert_eq!(plain.peek("after", now()).await.unwrap().count, 2);
 }
 
 /// The memory cache follows another handle (a command beside the server) whether

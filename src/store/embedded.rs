@@ -28,8 +28,9 @@ pub struct Tombstone {
 pub struct UserSessions {
     pub sessions: Vec<LiveEntry>,
     pub tombstones: Vec<Tombstone>,
-    /// The change log's newest position in the same snapshot: every change up to
-    /// it is in what was read.
+    /// A change-log position that every change up to is in what was read: the
+    /// newest in the same snapshot (a user's reload), or one read just before
+    /// (the full load).
     pub log_position: i64,
 }
 
@@ -41,6 +42,9 @@ pub struct LiveEntry {
     pub login_time: i64,
     pub expires_at: i64,
 }
+
+/// Longest a write waits for the writes queued before it.
+const WRITE_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// Change-log rows older than this are pruned; a follower further behind reloads everything.
 pub const CHANGE_LOG_KEEP_SECS: i64 = 600;
@@ -160,10 +164,31 @@ impl EmbeddedSessions {
         })
     }
 
-    /// The write connection, once the writes before have finished.
+    /// The write connection, once the writes before have finished (at most
+    /// [`WRITE_WAIT`]: then the store is `Unavailable`, as a busy SQLite would be).
+    ///
+    /// Every write transaction on it is a plain `BEGIN` whose first statement
+    /// writes: SQLite takes its write lock at that statement, retrying while
+    /// another connection (the command line) holds it, so the reads that follow
+    /// are as atomic as under `BEGIN IMMEDIATE`. sqlx rolls back a plain `BEGIN`
+    /// whose caller went away at any point; a custom one has a window after the
+    /// `BEGIN` where a cancelled caller leaves the transaction open. Should one be
+    /// open all the same, the connection is replaced: the dropped one rolls back.
     async fn writer(&self) -> Result<tokio::sync::MappedMutexGuard<'_, SqliteConnection>, StoreError> {
-        tokio::sync::MutexGuard::try_map(self.writer.lock().await, Option::as_mut)
-            .map_err(|_| StoreError::Unavailable("session store closed".into()))
+        let slot = tokio::time::timeout(WRITE_WAIT, self.writer.lock())
+            .await
+            .map_err(|_| StoreError::Unavailable("session store busy".into()))?;
+        let mut conn = tokio::sync::MutexGuard::try_map(slot, Option::as_mut)
+            .map_err(|_| StoreError::Unavailable("session store closed".into()))?;
+        if conn.is_in_transaction() {
+            // A rollback queued by a dropped transaction runs before the ping answers.
+            let _ = conn.ping().await;
+            if conn.is_in_transaction() {
+                tracing::warn!("session store write connection left in a transaction; replacing it");
+                *conn = self.pool.acquire().await.map_err(classify)?.detach();
+            }
+        }
+        Ok(conn)
     }
 
     pub fn stats(&self) -> Arc<StoreStats> {
@@ -230,7 +255,8 @@ impl EmbeddedSessions {
             return Ok(Some((Vec::new(), seq)));
         };
         if first_seq > seq + 1 && seq > 0 {
-            // Rows between were pruned (or never committed); only a full reload is safe.
+            // Rows between were pruned (a rolled-back write gives its seq back, so a
+            // gap is never a write still to come); only a full reload is safe.
             let gap: Option<i64> = sqlx::query("SELECT MIN(seq) FROM session_changes")
                 .fetch_one(&self.pool)
                 .await
@@ -247,9 +273,10 @@ impl EmbeddedSessions {
 
     /// `create`, also answering the user's sessions as it left them (what the
     /// cache reloads after a login), read in the same transaction: `None` when
-    /// nothing changed. IMMEDIATE takes SQLite's write lock first, so the count
-    /// and the insert are one atomic step even against another process; the
-    /// statements go in two batches, each one trip to the connection's thread.
+    /// nothing changed. The first statement takes SQLite's write lock (`writer`),
+    /// so the count and the insert are one atomic step even against another
+    /// process. BEGIN, two batches of statements and COMMIT: four trips to the
+    /// connection's thread. sqlx binds `?N` by number across a batch's statements.
     pub async fn create_and_load(
         &self,
         s: &Session,
@@ -257,7 +284,7 @@ impl EmbeddedSessions {
         now: i64,
     ) -> Result<(CreateOutcome, Option<UserSessions>), StoreError> {
         let mut writer = self.writer().await?;
-        let mut tx = writer.begin_with("BEGIN IMMEDIATE").await.map_err(classify)?;
+        let mut tx = writer.begin().await.map_err(classify)?;
         let live: Vec<(i64, Vec<u8>)> = sqlx::query_as(
             "DELETE FROM sessions WHERE user_id = ?1 AND expires_at <= ?2; \
              SELECT id, session_id FROM sessions WHERE user_id = ?1 ORDER BY id",
@@ -268,12 +295,12 @@ impl EmbeddedSessions {
         .await
         .map_err(classify)?;
         let max = policy.max_sessions as usize;
+        if live.len() >= max && policy.overflow == Overflow::Reject {
+            return Ok((CreateOutcome::LimitReached, None));
+        }
         // The oldest sessions past the limit give up their slots: every id up to
         // `last_evicted` (ids grow with creation; 0 evicts nothing).
         let evicting = (live.len() + 1).saturating_sub(max).min(live.len());
-        if evicting > 0 && policy.overflow == Overflow::Reject {
-            return Ok((CreateOutcome::LimitReached, None));
-        }
         let evicted = live[..evicting]
             .iter()
             .map(|(_, sid)| {
@@ -314,7 +341,7 @@ impl EmbeddedSessions {
     /// Deletes expired sessions and tombstones and old change-log rows.
     pub async fn purge(&self, now: i64) -> Result<(), StoreError> {
         let mut writer = self.writer().await?;
-        let mut tx = writer.begin_with("BEGIN IMMEDIATE").await.map_err(classify)?;
+        let mut tx = writer.begin().await.map_err(classify)?;
         sqlx::query("DELETE FROM sessions WHERE expires_at <= ?")
             .bind(now)
             .execute(&mut *tx)
@@ -394,7 +421,7 @@ impl SessionStore for EmbeddedSessions {
     async fn revoke(&self, user_id: i64, sid: &SessionId) -> Result<bool, StoreError> {
         let now = unix_now();
         let mut writer = self.writer().await?;
-        let mut tx = writer.begin_with("BEGIN IMMEDIATE").await.map_err(classify)?;
+        let mut tx = writer.begin().await.map_err(classify)?;
         let done = sqlx::query("DELETE FROM sessions WHERE session_id = ? AND user_id = ? AND expires_at > ?")
             .bind(&sid.0[..])
             .bind(user_id)
@@ -433,7 +460,7 @@ impl SessionStore for EmbeddedSessions {
     ) -> Result<bool, StoreError> {
         let now = unix_now();
         let mut writer = self.writer().await?;
-        let mut tx = writer.begin_with("BEGIN IMMEDIATE").await.map_err(classify)?;
+        let mut tx = writer.begin().await.map_err(classify)?;
         let done = sqlx::query(
             "UPDATE sessions SET refresh_digest = ?, refresh_generation = ?, rotated_at = ?, expires_at = ? \
              WHERE session_id = ? AND user_id = ? AND refresh_digest = ? AND expires_at > ?",
@@ -460,7 +487,7 @@ impl SessionStore for EmbeddedSessions {
     async fn revoke_all(&self, user_id: i64) -> Result<Vec<SessionId>, StoreError> {
         let now = unix_now();
         let mut writer = self.writer().await?;
-        let mut tx = writer.begin_with("BEGIN IMMEDIATE").await.map_err(classify)?;
+        let mut tx = writer.begin().await.map_err(classify)?;
         let gone: Vec<(Vec<u8>, i64)> =
             sqlx::query_as("DELETE FROM sessions WHERE user_id = ? RETURNING session_id, expires_at")
                 .bind(user_id)
@@ -479,6 +506,14 @@ impl SessionStore for EmbeddedSessions {
 
     async fn ping(&self) -> Result<(), StoreError> {
         sqlx::query("SELECT 1").execute(&self.pool).await.map_err(classify)?;
+        // The write connection too. sqlx ends a connection's thread when it cannot
+        // roll back a cancelled transaction; such a connection is replaced here
+        // (readiness probes call this) instead of failing every write from then on.
+        let mut writer = self.writer().await?;
+        if let Err(e) = writer.ping().await {
+            tracing::warn!(error = %e, "session store write connection lost; replacing it");
+            *writer = self.pool.acquire().await.map_err(classify)?.detach();
+        }
         Ok(())
     }
 

@@ -377,11 +377,10 @@ pub(crate) fn classify(e: sqlx::Error) -> StoreError {
 /// worker would be stuck on that worker's CPU (`scheduling`), so every new
 /// connection hands its thread back all the process's CPUs.
 ///
-/// Connections are not pinged before use (sqlx's default): a SQLite connection is
-/// an open file in this process, with no peer that could have gone away, and the
-/// ping is a round trip to the connection's thread before every query (a quarter
-/// of a login's CPU outside hashing went to such hand-offs). A failing file still
-/// fails the query itself.
+/// Connections are not pinged before use (sqlx pings by default): a SQLite
+/// connection is an open file in this process, with no peer that could have gone
+/// away, and the ping is one more hand-off to the connection's thread and back
+/// before every query. A failing file still fails the query itself.
 pub(crate) fn sqlite_pool(max: u32) -> sqlx::sqlite::SqlitePoolOptions {
     sqlx::sqlite::SqlitePoolOptions::new()
         .max_connections(max)
