@@ -498,6 +498,25 @@ async fn follows_within_a_second(store: &RedisSessions, s: &Session, expected: S
     }
 }
 
+/// This process's logout, eviction by a newer login and revoke-all of user 1, each
+/// of a session first kept in memory: each refused on the very next check.
+async fn own_changes_refused_at_once(a: &RedisSessions, stats: &StoreStats, now: i64) {
+    let s = session(1);
+    a.create(&s, &ONE, now).await.unwrap();
+    kept_in_memory(a, stats, &s).await;
+    a.revoke(1, &s.session_id).await.unwrap();
+    assert_eq!(check(a, &s).await.unwrap(), SessionCheck::Revoked);
+    let s = session(1);
+    a.create(&s, &ONE, now).await.unwrap();
+    kept_in_memory(a, stats, &s).await;
+    a.create(&session(1), &ONE, now).await.unwrap();
+    assert_eq!(check(a, &s).await.unwrap(), SessionCheck::Replaced);
+    let s = a.list(1, now).await.unwrap().remove(0);
+    kept_in_memory(a, stats, &s).await;
+    a.revoke_all(1).await.unwrap();
+    assert_eq!(check(a, &s).await.unwrap(), SessionCheck::Revoked);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sessions_kept_in_memory_follow_every_change_to_redis() {
     let Some(url) = support::shared_redis("sessions_kept_in_memory_follow_every_change_to_redis") else {
@@ -548,20 +567,7 @@ async fn sessions_kept_in_memory_follow_every_change_to_redis() {
     follows_within_a_second(&a, &s, SessionCheck::Revoked).await;
 
     // This process's own changes show on the very next check, no waiting.
-    let s = session(1);
-    a.create(&s, &ONE, now).await.unwrap();
-    kept_in_memory(&a, &stats, &s).await;
-    a.revoke(1, &s.session_id).await.unwrap();
-    assert_eq!(check(&a, &s).await.unwrap(), SessionCheck::Revoked);
-    let s = session(1);
-    a.create(&s, &ONE, now).await.unwrap();
-    kept_in_memory(&a, &stats, &s).await;
-    a.create(&session(1), &ONE, now).await.unwrap();
-    assert_eq!(check(&a, &s).await.unwrap(), SessionCheck::Replaced);
-    let s = a.list(1, now).await.unwrap().remove(0);
-    kept_in_memory(&a, &stats, &s).await;
-    a.revoke_all(1).await.unwrap();
-    assert_eq!(check(&a, &s).await.unwrap(), SessionCheck::Revoked);
+    own_changes_refused_at_once(&a, &stats, now).await;
 
     let keys: Vec<String> = redis::cmd("KEYS")
         .arg(format!("{prefix}*"))
@@ -669,21 +675,7 @@ async fn own_changes_show_at_once_without_waiting_for_redis() {
     a.revoke(1, &s.session_id).await.unwrap();
     assert_eq!(check(&a, &s).await.unwrap(), SessionCheck::Revoked);
 
-    // Logout, eviction by a newer login, revoke-all: each refused on the next check.
-    let s = session(1);
-    a.create(&s, &ONE, now).await.unwrap();
-    kept_in_memory(&a, &stats, &s).await;
-    a.revoke(1, &s.session_id).await.unwrap();
-    assert_eq!(check(&a, &s).await.unwrap(), SessionCheck::Revoked);
-    let s = session(1);
-    a.create(&s, &ONE, now).await.unwrap();
-    kept_in_memory(&a, &stats, &s).await;
-    a.create(&session(1), &ONE, now).await.unwrap();
-    assert_eq!(check(&a, &s).await.unwrap(), SessionCheck::Replaced);
-    let s = a.list(1, now).await.unwrap().remove(0);
-    kept_in_memory(&a, &stats, &s).await;
-    a.revoke_all(1).await.unwrap();
-    assert_eq!(check(&a, &s).await.unwrap(), SessionCheck::Revoked);
+    own_changes_refused_at_once(&a, &stats, now).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -541,17 +541,23 @@ async fn sessions_embedded_two_instances_share_the_limit() {
     assert_eq!(a.list(11, now()).await.unwrap().len(), 2);
 }
 
+/// Two handles on one embedded file in `dir`: a server's, with its memory cache,
+/// and a command's, without.
+async fn server_and_command(dir: &std::path::Path) -> (CachedSessions, EmbeddedSessions) {
+    let path = dir.join("sessions.db");
+    let cached = CachedSessions::start(EmbeddedSessions::open(&path, Arc::default()).await.unwrap())
+        .await
+        .unwrap();
+    (cached, EmbeddedSessions::open(&path, Arc::default()).await.unwrap())
+}
+
 /// A write whose caller goes away at any point (a client that hangs up on its
 /// logout) leaves the store writable: the embedded store has one write connection,
 /// and nothing may stay open on it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn embedded_writes_survive_cancelled_writes() {
     let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("sessions.db");
-    let cached = CachedSessions::start(EmbeddedSessions::open(&path, Arc::default()).await.unwrap())
-        .await
-        .unwrap();
-    let plain = EmbeddedSessions::open(&path, Arc::default()).await.unwrap();
+    let (cached, plain) = server_and_command(dir.path()).await;
     let p = policy(2, Overflow::EvictOldest);
     let (mut finished, mut cut) = (0, 0);
     for i in 0..200u64 {
@@ -593,11 +599,7 @@ async fn embedded_writes_survive_cancelled_writes() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn embedded_cache_follows_another_handle_around_its_own_writes() {
     let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("sessions.db");
-    let cached = CachedSessions::start(EmbeddedSessions::open(&path, Arc::default()).await.unwrap())
-        .await
-        .unwrap();
-    let other = EmbeddedSessions::open(&path, Arc::default()).await.unwrap();
+    let (cached, other) = server_and_command(dir.path()).await;
     let p = policy(5, Overflow::EvictOldest);
     let (a, b, c) = (session(21, NOW), session(21, NOW + 1), session(21, NOW + 2));
     create_ok(&cached, &a, &p).await;
