@@ -184,11 +184,18 @@ impl EmbeddedSessions {
             // A rollback queued by a dropped transaction runs before the ping answers.
             let _ = conn.ping().await;
             if conn.is_in_transaction() {
-                tracing::warn!("session store write connection left in a transaction; replacing it");
-                *conn = self.pool.acquire().await.map_err(classify)?.detach();
+                self.replace_writer(&mut conn, "left in a transaction").await?;
             }
         }
         Ok(conn)
+    }
+
+    /// Puts a new connection from the pool in the writer's place; the old one,
+    /// dropped, closes and rolls back whatever it had open.
+    async fn replace_writer(&self, conn: &mut SqliteConnection, why: &str) -> Result<(), StoreError> {
+        tracing::warn!(why, "replacing the session store's write connection");
+        *conn = self.pool.acquire().await.map_err(classify)?.detach();
+        Ok(())
     }
 
     pub fn stats(&self) -> Arc<StoreStats> {
@@ -511,8 +518,7 @@ impl SessionStore for EmbeddedSessions {
         // (readiness probes call this) instead of failing every write from then on.
         let mut writer = self.writer().await?;
         if let Err(e) = writer.ping().await {
-            tracing::warn!(error = %e, "session store write connection lost; replacing it");
-            *writer = self.pool.acquire().await.map_err(classify)?.detach();
+            self.replace_writer(&mut writer, &format!("lost: {e}")).await?;
         }
         Ok(())
     }
@@ -551,17 +557,10 @@ impl RateStore for EmbeddedSessions {
     }
 
     async fn peek(&self, key: &str, now: i64) -> Result<Count, StoreError> {
-        let row: Option<(i64, i64)> =
-            sqlx::query_as("SELECT count, window_end FROM rate_counters WHERE key = ? AND window_end > ?")
-                .bind(key)
-                .bind(now)
-                .fetch_optional(&self.pool)
-                .await
-                .map_err(classify)?;
-        Ok(row.map_or(Count { count: 0, reset_in: 0 }, |(c, end)| Count {
-            count: c as u32,
-            reset_in: end - now,
-        }))
+        let mut counts = self.peek_all(&[key], now).await?;
+        counts
+            .pop()
+            .ok_or_else(|| StoreError::Other(anyhow::anyhow!("no count for one key")))
     }
 
     async fn peek_all(&self, keys: &[&str], now: i64) -> Result<Vec<Count>, StoreError> {
