@@ -10,7 +10,7 @@ use axum::body::Body;
 use axum::http::{header, Request, StatusCode};
 use axum::Router;
 use criterion::{criterion_group, criterion_main, Criterion};
-use passport::app::AppState;
+use passport::state::AppState;
 use passport::config::{Config, Sources};
 use passport::store::Mode;
 use tower::ServiceExt;
@@ -38,7 +38,8 @@ async fn setup(dir: &std::path::Path) -> (Router, String) {
         ("data_dir", d("data")),
         ("audit_log", d("user_action.log")),
         ("secret_key", "benchmark-secret-benchmark-secret-0123".to_owned()),
-    ]);
+    ])
+    .unwrap();
     let state = AppState::build(Config::from_sources(&sources).unwrap(), Mode::Serve)
         .await
         .unwrap();

@@ -3,7 +3,7 @@
 
 use criterion::{criterion_group, criterion_main, Criterion};
 use passport::credentials;
-use passport::store::SessionId;
+use passport::ids::SessionId;
 use passport::tokens::KeyRing;
 use std::hint::black_box;
 

@@ -24,7 +24,7 @@ async fn main() -> anyhow::Result<()> {
     let now = passport::clock::now();
     let mut tx = conn.begin().await?;
     for i in 0..count {
-        let sid = passport::store::SessionId::random();
+        let sid = passport::ids::SessionId::random();
         sqlx::query(
             "INSERT INTO sessions (session_id, user_id, login_time, created_at, expires_at, device, ip, \
              refresh_digest, refresh_generation, rotated_at) VALUES (?, ?, ?, ?, ?, 'bench', '127.0.0.1', ?, 0, 0)",

@@ -1,96 +1,14 @@
-//! The assembled service: `AppState` (everything a request or a command needs)
-//! and `App` (a bound listener plus the router, run until shutdown).
+//! The running server: a bound listener and the router over the services
+//! (`state.rs`), served until shutdown.
 
 use std::future::Future;
 use std::net::SocketAddr;
-use std::ops::Deref;
-use std::sync::Arc;
 
 use tokio::net::TcpListener;
 
-use crate::audit::Audit;
 use crate::config::Config;
-use crate::passwords::Hasher;
-use crate::profiles::Profiles;
-use crate::store::{self, Mode, RateStore, SessionPolicy, SessionStore, StoreStats, UserStore};
-use crate::tokens::KeyRing;
-
-pub struct Services {
-    pub config: Config,
-    pub users: Arc<dyn UserStore>,
-    pub sessions: Arc<dyn SessionStore>,
-    pub rates: Arc<dyn RateStore>,
-    pub stats: Arc<StoreStats>,
-    pub keys: KeyRing,
-    pub hasher: Hasher,
-    pub audit: Audit,
-    pub profiles: Profiles,
-}
-
-/// Shared by every request; cheap to clone.
-#[derive(Clone)]
-pub struct AppState(Arc<Services>);
-
-impl Deref for AppState {
-    type Target = Services;
-    fn deref(&self) -> &Services {
-        &self.0
-    }
-}
-
-impl AppState {
-    /// Loads the keys, opens the stores and the audit log.
-    pub async fn build(config: Config, mode: Mode) -> anyhow::Result<AppState> {
-        let keys = KeyRing::load(&config)?;
-        let stores = store::connect(&config, mode).await?;
-        let hasher = {
-            let (workers, queue) = (config.hash_workers, config.hash_queue);
-            tokio::task::spawn_blocking(move || Hasher::new(workers, queue)).await??
-        };
-        let audit = Audit::start(&config.audit_log)?;
-        Ok(AppState(Arc::new(Services {
-            config,
-            users: stores.users,
-            sessions: stores.sessions,
-            rates: stores.rates,
-            stats: stores.stats,
-            keys,
-            hasher,
-            audit,
-            profiles: Profiles::default(),
-        })))
-    }
-
-    /// The session policy of SPEC §6. An evicted session answers
-    /// `session_replaced` for as long as any token of it could still be unexpired.
-    pub fn session_policy(&self) -> SessionPolicy {
-        SessionPolicy {
-            max_sessions: self.config.max_sessions,
-            overflow: self.config.session_overflow,
-            tombstone_ttl: (self.config.access_ttl + self.config.leeway) as i64,
-        }
-    }
-
-    /// Flushes the audit log and closes the stores.
-    pub async fn close(&self) {
-        self.audit.flush().await;
-        self.sessions.close().await;
-        self.users.close().await;
-    }
-}
-
-/// Runs `fut` as a task of its own and waits for it: if the caller is dropped (the
-/// client disconnected), the work still completes. For multi-step changes that
-/// must not stop halfway.
-pub async fn detached<T: Send + 'static>(fut: impl Future<Output = T> + Send + 'static) -> T {
-    match tokio::spawn(fut).await {
-        Ok(v) => v,
-        Err(e) => match e.try_into_panic() {
-            Ok(payload) => std::panic::resume_unwind(payload),
-            Err(e) => panic!("detached task did not complete: {e}"),
-        },
-    }
-}
+use crate::state::AppState;
+use crate::store::Mode;
 
 pub struct App {
     listener: TcpListener,

@@ -11,7 +11,7 @@ use std::path::Path;
 use serde::Serialize;
 use tokio::sync::{mpsc, oneshot};
 
-use crate::store::SessionId;
+use crate::ids::SessionId;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]

@@ -5,16 +5,16 @@ use std::io::Read;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Parser, Subcommand};
 
-use crate::app::{App, AppState};
+use crate::app::App;
 use crate::audit::RequestMeta;
-use crate::config::{Config, ConfigError, Sources};
+use crate::config::{Config, ConfigError, Sources, SETTINGS};
 use crate::error::ApiError;
 use crate::i18n::Lang;
+use crate::state::AppState;
 use crate::store::{self, Mode, UserRecord};
 use crate::tokens::{self, KeyRing, TokenError};
-use crate::{sessions, users};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -34,119 +34,48 @@ pub struct Cli {
     pub command: Option<Command>,
 }
 
-/// Every setting as a flag, with its environment variable (clap gives flag > env).
-#[derive(Args, Debug, Default)]
+/// Every setting of `config::SETTINGS` as a flag with its environment variable,
+/// global to every subcommand (clap gives flag > env). Built from that table, so a
+/// setting declared there is on the command line with nothing more to write.
+#[derive(Clone, Debug, Default)]
 pub struct Settings {
-    /// Address to serve on (port 0: any free port).
-    #[arg(long, env = "PASSPORT_LISTEN", global = true)]
-    listen: Option<String>,
-    /// Embedded database and generated secret.
-    #[arg(long, env = "PASSPORT_DATA_DIR", global = true)]
-    data_dir: Option<String>,
-    /// sqlite://… or postgres://…
-    #[arg(long, env = "PASSPORT_DATABASE_URL", global = true, hide_env_values = true)]
-    database_url: Option<String>,
-    /// redis://… (unset: the embedded session store).
-    #[arg(long, env = "PASSPORT_REDIS_URL", global = true, hide_env_values = true)]
-    redis_url: Option<String>,
-    #[arg(long, env = "PASSPORT_REDIS_PREFIX", global = true)]
-    redis_prefix: Option<String>,
-    /// HS256 signing secret, at least 32 bytes.
-    #[arg(long, env = "PASSPORT_SECRET_KEY", global = true, hide_env_values = true)]
-    secret_key: Option<String>,
-    /// File holding the signing secret.
-    #[arg(long, env = "PASSPORT_SECRET_KEY_FILE", global = true)]
-    secret_key_file: Option<String>,
-    /// Directory of <kid>.key files: the key ring; the greatest kid signs.
-    #[arg(long, env = "PASSPORT_SECRET_KEYS_DIR", global = true)]
-    secret_keys_dir: Option<String>,
-    #[arg(long, env = "PASSPORT_ISSUER", global = true)]
-    issuer: Option<String>,
-    /// Access token lifetime, seconds.
-    #[arg(long, env = "PASSPORT_ACCESS_TTL", global = true)]
-    access_ttl: Option<String>,
-    /// Session / refresh lifetime, seconds.
-    #[arg(long, env = "PASSPORT_REFRESH_TTL", global = true)]
-    refresh_ttl: Option<String>,
-    /// Clock leeway, seconds (0-300).
-    #[arg(long, env = "PASSPORT_LEEWAY", global = true)]
-    leeway: Option<String>,
-    /// Sessions per user.
-    #[arg(long, env = "PASSPORT_MAX_SESSIONS", global = true)]
-    max_sessions: Option<String>,
-    /// evict_oldest or reject.
-    #[arg(long, env = "PASSPORT_SESSION_OVERFLOW", global = true)]
-    session_overflow: Option<String>,
-    #[arg(long, env = "PASSPORT_REFRESH_GRACE", global = true)]
-    refresh_grace: Option<String>,
-    /// Failed logins per mobile per window, as count/seconds.
-    #[arg(long, env = "PASSPORT_RATE_LOGIN_ACCOUNT", global = true)]
-    rate_login_account: Option<String>,
-    /// Login attempts per client IP per window, as count/seconds.
-    #[arg(long, env = "PASSPORT_RATE_LOGIN_IP", global = true)]
-    rate_login_ip: Option<String>,
-    /// Registrations per client IP per window, as count/seconds.
-    #[arg(long, env = "PASSPORT_RATE_REGISTER_IP", global = true)]
-    rate_register_ip: Option<String>,
-    /// CIDRs whose X-Forwarded-For is believed, comma-separated.
-    #[arg(long, env = "PASSPORT_TRUSTED_PROXIES", global = true)]
-    trusted_proxies: Option<String>,
-    #[arg(long, env = "PASSPORT_PASSWORD_MIN_LENGTH", global = true)]
-    password_min_length: Option<String>,
-    /// Audit log path.
-    #[arg(long, env = "PASSPORT_AUDIT_LOG", global = true)]
-    audit_log: Option<String>,
-    /// Region for mobile numbers without +.
-    #[arg(long, env = "PASSPORT_DEFAULT_REGION", global = true)]
-    default_region: Option<String>,
-    /// en or zh.
-    #[arg(long, env = "PASSPORT_DEFAULT_LANG", global = true)]
-    default_lang: Option<String>,
-    /// Password-hashing threads (default: cores).
-    #[arg(long, env = "PASSPORT_HASH_WORKERS", global = true)]
-    hash_workers: Option<String>,
-    /// Hash requests that may wait; beyond it 503 busy.
-    #[arg(long, env = "PASSPORT_HASH_QUEUE", global = true)]
-    hash_queue: Option<String>,
-    /// Pin request threads one per CPU (true/false).
-    #[arg(long, env = "PASSPORT_PIN_WORKERS", global = true)]
-    pin_workers: Option<String>,
-    /// Keep valid Redis sessions in memory, following Redis's invalidations (true/false).
-    #[arg(long, env = "PASSPORT_REDIS_SESSION_CACHE", global = true)]
-    redis_session_cache: Option<String>,
+    /// What flags and the environment gave, by setting key.
+    given: Vec<(&'static str, String)>,
 }
 
-impl Settings {
-    fn pairs(&self) -> Vec<(&'static str, &Option<String>)> {
-        vec![
-            ("listen", &self.listen),
-            ("data_dir", &self.data_dir),
-            ("database_url", &self.database_url),
-            ("redis_url", &self.redis_url),
-            ("redis_prefix", &self.redis_prefix),
-            ("secret_key", &self.secret_key),
-            ("secret_key_file", &self.secret_key_file),
-            ("secret_keys_dir", &self.secret_keys_dir),
-            ("issuer", &self.issuer),
-            ("access_ttl", &self.access_ttl),
-            ("refresh_ttl", &self.refresh_ttl),
-            ("leeway", &self.leeway),
-            ("max_sessions", &self.max_sessions),
-            ("session_overflow", &self.session_overflow),
-            ("refresh_grace", &self.refresh_grace),
-            ("rate_login_account", &self.rate_login_account),
-            ("rate_login_ip", &self.rate_login_ip),
-            ("rate_register_ip", &self.rate_register_ip),
-            ("trusted_proxies", &self.trusted_proxies),
-            ("password_min_length", &self.password_min_length),
-            ("audit_log", &self.audit_log),
-            ("default_region", &self.default_region),
-            ("default_lang", &self.default_lang),
-            ("hash_workers", &self.hash_workers),
-            ("hash_queue", &self.hash_queue),
-            ("pin_workers", &self.pin_workers),
-            ("redis_session_cache", &self.redis_session_cache),
-        ]
+impl clap::Args for Settings {
+    fn augment_args(cmd: clap::Command) -> clap::Command {
+        SETTINGS.iter().fold(cmd, |cmd, s| {
+            let help: Vec<&str> = s.help.split_whitespace().collect();
+            cmd.arg(
+                clap::Arg::new(s.key)
+                    .long(s.flag())
+                    .env(s.env())
+                    .value_name(s.key.to_ascii_uppercase())
+                    .help(help.join(" ").trim_end_matches('.').to_owned())
+                    .hide_env_values(s.hide_value)
+                    .global(true),
+            )
+        })
+    }
+
+    fn augment_args_for_update(cmd: clap::Command) -> clap::Command {
+        Self::augment_args(cmd)
+    }
+}
+
+impl clap::FromArgMatches for Settings {
+    fn from_arg_matches(matches: &clap::ArgMatches) -> Result<Self, clap::Error> {
+        let given = SETTINGS
+            .iter()
+            .filter_map(|s| matches.get_one::<String>(s.key).map(|v| (s.key, v.clone())))
+            .collect();
+        Ok(Settings { given })
+    }
+
+    fn update_from_arg_matches(&mut self, matches: &clap::ArgMatches) -> Result<(), clap::Error> {
+        *self = Self::from_arg_matches(matches)?;
+        Ok(())
     }
 }
 
@@ -201,12 +130,7 @@ pub enum TokenCommand {
 impl Cli {
     /// The configuration these arguments, the environment and the file give.
     pub fn load_config(&self) -> Result<Config, ConfigError> {
-        let given = self
-            .settings
-            .pairs()
-            .into_iter()
-            .filter_map(|(k, v)| v.clone().map(|v| (k, v)));
-        let mut sources = Sources::from_pairs(given);
+        let mut sources = Sources::from_pairs(self.settings.given.iter().cloned())?;
         if let Some(path) = &self.config {
             sources = sources.with_file(path)?;
         }
@@ -307,7 +231,9 @@ fn read_password() -> Result<String, Refused> {
 }
 
 async fn existing(state: &AppState, mobile: &str) -> Result<UserRecord, Refused> {
-    users::find(state, mobile)
+    state
+        .accounts
+        .find(mobile)
         .await?
         .ok_or_else(|| Refused(format!("no user with mobile {mobile}")))
 }
@@ -328,28 +254,29 @@ async fn user(state: &AppState, cmd: UserCommand) -> Result<(), Refused> {
     match cmd {
         UserCommand::Add { mobile } => {
             let password = read_password()?;
-            let id = users::register(state, &mobile, password, &meta).await?;
+            let id = state.accounts.register(&mobile, password, &meta).await?;
             say!("added user {id}");
         }
         UserCommand::Passwd { mobile } => {
             let u = existing(state, &mobile).await?;
             let password = read_password()?;
-            let n = users::set_password(state, &u, password, &meta).await?;
+            let n = state.accounts.set_password(&u, password, &meta).await?;
             say!("password set for user {}; {n} session(s) ended", u.user_id);
         }
         UserCommand::Disable { mobile } => {
             let u = existing(state, &mobile).await?;
-            let n = users::set_disabled(state, &u, true, &meta).await?;
+            let n = state.accounts.set_disabled(&u, true, &meta).await?;
             say!("user {} disabled; {n} session(s) ended", u.user_id);
         }
         UserCommand::Enable { mobile } => {
             let u = existing(state, &mobile).await?;
-            users::set_disabled(state, &u, false, &meta).await?;
+            state.accounts.set_disabled(&u, false, &meta).await?;
             say!("user {} enabled", u.user_id);
         }
         UserCommand::Import { url } => {
-            let summary =
-                crate::import::import(state, &url, |done, total| eprintln!("import: {done}/{total} rows read")).await?;
+            let progress = |done, total| eprintln!("import: {done}/{total} rows read");
+            let (users, region) = (&*state.stores.users, state.config.default_region);
+            let summary = crate::import::import(users, &state.audit, region, &url, progress).await?;
             say!(
                 "imported {}, skipped {} (already present), invalid {}",
                 summary.imported,
@@ -358,7 +285,7 @@ async fn user(state: &AppState, cmd: UserCommand) -> Result<(), Refused> {
             );
         }
         UserCommand::List => {
-            for u in state.users.list().await.map_err(ApiError::from)? {
+            for u in state.stores.users.list().await.map_err(ApiError::from)? {
                 say!("{}", describe(&u));
             }
         }
@@ -371,6 +298,7 @@ async fn session(state: &AppState, cmd: SessionCommand) -> Result<(), Refused> {
         SessionCommand::List { mobile } => {
             let u = existing(state, &mobile).await?;
             for s in state
+                .stores
                 .sessions
                 .list(u.user_id, crate::clock::now())
                 .await
@@ -388,7 +316,10 @@ async fn session(state: &AppState, cmd: SessionCommand) -> Result<(), Refused> {
         }
         SessionCommand::Revoke { mobile } => {
             let u = existing(state, &mobile).await?;
-            let n = sessions::end_all(state, u.user_id, &RequestMeta::command(), "ended by command").await?;
+            let n = state
+                .sessions
+                .end_all(u.user_id, &RequestMeta::command(), "ended by command")
+                .await?;
             say!("{n} session(s) of user {} ended", u.user_id);
         }
     }
@@ -416,5 +347,56 @@ fn inspect(config: &Config, token: &str) -> Result<(), Refused> {
         Ok(())
     } else {
         Err(Refused(format!("token is not valid: {verdict}")))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config_from(args: &[&str]) -> Config {
+        let cli = Cli::try_parse_from(args).unwrap_or_else(|e| panic!("{args:?}: {e}"));
+        cli.load_config().unwrap_or_else(|e| panic!("{args:?}: {e}"))
+    }
+
+    /// Every setting of the table reaches `Config` by its flag (before or after a
+    /// subcommand), by its environment variable and by its key in a file, the same
+    /// way each time. The environment is changed only here, one variable at a time.
+    #[test]
+    fn every_setting_reaches_the_config_by_flag_env_and_file() {
+        for s in SETTINGS {
+            std::env::remove_var(s.env());
+        }
+        std::env::remove_var("PASSPORT_CONFIG");
+        let default = format!("{:?}", config_from(&["passport"]));
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("passport.toml");
+        let file_arg = file.display().to_string();
+        for s in SETTINGS {
+            let flag = format!("--{}", s.flag());
+            let by_flag = format!("{:?}", config_from(&["passport", &flag, s.example]));
+            assert_ne!(by_flag, default, "{flag} {} changed nothing", s.example);
+            let after = format!("{:?}", config_from(&["passport", "migrate", &flag, s.example]));
+            assert_eq!(after, by_flag, "{flag} after a subcommand");
+
+            std::env::set_var(s.env(), s.example);
+            let by_env = format!("{:?}", config_from(&["passport"]));
+            std::env::remove_var(s.env());
+            assert_eq!(by_env, by_flag, "{}", s.env());
+
+            let value = toml::Value::String(s.example.to_owned());
+            std::fs::write(&file, format!("{} = {value}\n", s.key)).unwrap();
+            let by_file = format!("{:?}", config_from(&["passport", "--config", &file_arg]));
+            assert_eq!(by_file, by_flag, "{} in a file", s.key);
+        }
+    }
+
+    #[test]
+    fn a_bad_flag_value_names_the_setting_its_variable_and_its_flag() {
+        let cli = Cli::try_parse_from(["passport", "--max-sessions", "none"]).unwrap();
+        let text = cli.load_config().unwrap_err().to_string();
+        for part in ["max_sessions", "PASSPORT_MAX_SESSIONS", "--max-sessions"] {
+            assert!(text.contains(part), "{text}");
+        }
     }
 }

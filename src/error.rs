@@ -1,16 +1,15 @@
-//! The one error type of the API and its one mapping to the envelope (SPEC §2).
+//! The one error type of the API (SPEC §2): every failure a client can see, with
+//! its status, its machine code and its message in each language, and every
+//! conversion into it from the layers below.
 //!
-//! Domain code returns `ApiError`; `IntoResponse` turns it into
-//! `{code, msg, data: null, error}` with the right status, `WWW-Authenticate` on
-//! 401 and `Retry-After` where it applies. 5xx bodies stay opaque: the cause goes to
-//! tracing, never to the client.
+//! Domain code returns `ApiError`; the HTTP surface renders it as the envelope
+//! (`http/response.rs`), the command line as one line on stderr. 5xx messages stay
+//! opaque: the cause is in the error's `Display`, for tracing, never for a client.
 
-use axum::http::{header, HeaderValue, StatusCode};
-use axum::response::{IntoResponse, Response};
+use axum::http::StatusCode;
 
-use crate::http::context::RequestContext;
 use crate::i18n::Lang;
-use crate::passwords::PasswordProblem;
+use crate::passwords::{HashError, PasswordProblem};
 use crate::store::StoreError;
 
 /// Which part of a request was unusable (400 `invalid_params`).
@@ -87,6 +86,15 @@ impl From<StoreError> for ApiError {
     }
 }
 
+impl From<HashError> for ApiError {
+    fn from(e: HashError) -> Self {
+        match e {
+            HashError::Busy => ApiError::Busy,
+            HashError::Failed(why) => ApiError::Internal(anyhow::anyhow!(why)),
+        }
+    }
+}
+
 impl ApiError {
     pub fn status(&self) -> StatusCode {
         use ApiError::*;
@@ -139,7 +147,7 @@ impl ApiError {
     }
 
     /// True for the failures RFC 6750 §3.1 calls `invalid_token`.
-    fn is_token_failure(&self) -> bool {
+    pub fn is_token_failure(&self) -> bool {
         matches!(
             self,
             ApiError::InvalidToken | ApiError::TokenExpired | ApiError::SessionRevoked | ApiError::SessionReplaced
@@ -210,72 +218,14 @@ impl ApiError {
             other => ApiError::Internal(anyhow::anyhow!("bare {other} response")),
         }
     }
-}
 
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
-        let ctx = RequestContext::current();
-        let status = self.status();
-        if status.is_server_error() {
-            tracing::error!(error = %self, code = self.code(), "request failed");
-        }
-        let msg = self.message(ctx.lang);
-        let body = Body {
-            code: status.as_u16(),
-            msg: &msg,
-            data: None::<()>,
-            error: Some(self.code()),
-        };
-        let mut resp = (status, axum::Json(body)).into_response();
-        let headers = resp.headers_mut();
-        if status == StatusCode::UNAUTHORIZED {
-            let mut value = format!("{} realm=\"passport\"", ctx.scheme.as_str());
-            if self.is_token_failure() {
-                value.push_str(", error=\"invalid_token\"");
-            }
-            if let Ok(v) = HeaderValue::from_str(&value) {
-                headers.insert(header::WWW_AUTHENTICATE, v);
-            }
-        }
+    /// Seconds a client should wait before trying again (`Retry-After`), where the
+    /// error says.
+    pub fn retry_after(&self) -> Option<i64> {
         match self {
-            ApiError::Busy => {
-                headers.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
-            }
-            ApiError::RateLimited(secs) => {
-                headers.insert(header::RETRY_AFTER, HeaderValue::from(secs.max(1)));
-            }
-            _ => {}
+            ApiError::Busy => Some(1),
+            ApiError::RateLimited(secs) => Some((*secs).max(1)),
+            _ => None,
         }
-        resp
     }
-}
-
-/// The envelope of SPEC §2; `error` only on failures.
-#[derive(serde::Serialize)]
-struct Body<'a, T> {
-    code: u16,
-    msg: &'a str,
-    data: T,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    error: Option<&'static str>,
-}
-
-/// A success envelope: `{code, msg, data}` with `code` equal to the status.
-pub struct Envelope<T>(pub StatusCode, pub T);
-
-impl<T: serde::Serialize> IntoResponse for Envelope<T> {
-    fn into_response(self) -> Response {
-        let lang = RequestContext::current().lang;
-        let body = Body {
-            code: self.0.as_u16(),
-            msg: lang.ok(),
-            data: self.1,
-            error: None,
-        };
-        (self.0, axum::Json(body)).into_response()
-    }
-}
-
-pub fn ok<T: serde::Serialize>(data: T) -> Envelope<T> {
-    Envelope(StatusCode::OK, data)
 }

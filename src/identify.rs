@@ -1,11 +1,11 @@
 //! Identify (SPEC §5), run on every protected request: parse the header, verify
 //! the token, look the session up. One session-store lookup, no user-table query.
 
-use crate::app::AppState;
 use crate::credentials::{self, Scheme};
 use crate::error::ApiError;
-use crate::store::{SessionCheck, SessionId};
-use crate::tokens::TokenError;
+use crate::ids::SessionId;
+use crate::store::{SessionCheck, SessionStore};
+use crate::tokens::{KeyRing, TokenError};
 
 /// Who is calling: a verified token of a live session.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -34,14 +34,20 @@ impl From<ApiError> for Rejection {
     }
 }
 
-pub async fn identify(state: &AppState, authorization: Option<&[u8]>) -> Result<Identity, Rejection> {
+/// Who the `Authorization` header names, if its token verifies under `keys` and
+/// its session is live in `sessions`.
+pub async fn identify(
+    keys: &KeyRing,
+    sessions: &dyn SessionStore,
+    authorization: Option<&[u8]>,
+) -> Result<Identity, Rejection> {
     let (scheme, token) = credentials::parse(authorization)?;
     let now = crate::clock::now();
-    let v = state.keys.verify(token, now).map_err(|e| match e {
+    let v = keys.verify(token, now).map_err(|e| match e {
         TokenError::Invalid => ApiError::InvalidToken,
         TokenError::Expired => ApiError::TokenExpired,
     })?;
-    let check = state.sessions.check(v.user_id, &v.session_id, v.login_time, now).await;
+    let check = sessions.check(v.user_id, &v.session_id, v.login_time, now).await;
     let refuse = |error| Rejection {
         error,
         user_id: Some(v.user_id),

@@ -6,9 +6,8 @@
 
 use sqlx::Row;
 
-use crate::app::AppState;
-use crate::audit::{AuditEvent, Event, RequestMeta};
-use crate::store::UserRecord;
+use crate::audit::{Audit, AuditEvent, Event, RequestMeta};
+use crate::store::{UserRecord, UserStore};
 
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct Summary {
@@ -89,8 +88,15 @@ fn last_login(row: &LegacyRow) -> Option<i64> {
         .map(|t| t.assume_utc().unix_timestamp())
 }
 
-/// Imports every row; `progress(done, total)` is called as it goes.
-pub async fn import(state: &AppState, source: &str, progress: impl Fn(usize, usize)) -> anyhow::Result<Summary> {
+/// Imports every row into `users`, reading mobile numbers without `+` in
+/// `default_region`; `progress(done, total)` is called as it goes.
+pub async fn import(
+    users: &dyn UserStore,
+    audit: &Audit,
+    default_region: phonenumber::country::Id,
+    source: &str,
+    progress: impl Fn(usize, usize),
+) -> anyhow::Result<Summary> {
     let rows = read_rows(source)
         .await
         .map_err(|e| anyhow::anyhow!("cannot read user_login from the source: {e:#}"))?;
@@ -102,7 +108,7 @@ pub async fn import(state: &AppState, source: &str, progress: impl Fn(usize, usi
         let mobile = row
             .mobile
             .as_deref()
-            .and_then(|m| crate::phone::normalize(m, state.config.default_region));
+            .and_then(|m| crate::phone::normalize(m, default_region));
         let hash = row
             .password_hash
             .as_deref()
@@ -119,10 +125,9 @@ pub async fn import(state: &AppState, source: &str, progress: impl Fn(usize, usi
                     created_at: last.unwrap_or(now),
                     last_login: last,
                 };
-                if state.users.import(&user).await? {
+                if users.import(&user).await? {
                     summary.imported += 1;
-                    state
-                        .audit
+                    audit
                         .record(AuditEvent::ok(Event::Register, &meta, "imported by command").user(user.user_id))
                         .await;
                 } else {
@@ -135,6 +140,6 @@ pub async fn import(state: &AppState, source: &str, progress: impl Fn(usize, usi
             progress(i + 1, total);
         }
     }
-    state.users.finish_import().await?;
+    users.finish_import().await?;
     Ok(summary)
 }

@@ -7,10 +7,12 @@
 //! An account over its limit is refused before its password is looked at, so the
 //! answer says nothing about whether the password was right.
 
-use crate::app::AppState;
-use crate::audit::{AuditEvent, Event, RequestMeta};
-use crate::config::RateLimit;
+use std::sync::Arc;
+
+use crate::audit::{Audit, AuditEvent, Event, RequestMeta};
+use crate::config::{Config, RateLimit};
 use crate::error::ApiError;
+use crate::store::RateStore;
 
 /// NIST SP 800-63B §5.2.2: at most 100 consecutive failed attempts on one account.
 /// The streak ends with a successful login or a day without failures.
@@ -35,54 +37,25 @@ fn streak_key(mobile: &str) -> String {
     format!("login-streak:{mobile}")
 }
 
-async fn refuse(state: &AppState, meta: &RequestMeta, retry_after: i64, what: &'static str) -> ApiError {
-    state
-        .audit
-        .record(AuditEvent::denied(Event::RateLimited, meta, what, "rate_limited"))
-        .await;
-    ApiError::RateLimited(retry_after)
+/// The configured limits.
+#[derive(Clone, Copy, Debug)]
+pub struct Limits {
+    /// Failed logins per normalized mobile (known or not).
+    pub login_account: RateLimit,
+    /// Login attempts (any outcome) per client IP.
+    pub login_ip: RateLimit,
+    /// Registrations per client IP.
+    pub register_ip: RateLimit,
 }
 
-/// Counts an attempt against a per-IP limit; refuses once over it.
-async fn count_ip(
-    state: &AppState,
-    meta: &RequestMeta,
-    key: String,
-    limit: RateLimit,
-    what: &'static str,
-) -> Result<(), ApiError> {
-    let Some(_) = &meta.ip else { return Ok(()) };
-    let c = state.rates.hit(&key, limit.window, crate::clock::now()).await?;
-    if c.count > limit.count {
-        return Err(refuse(state, meta, c.reset_in, what).await);
+impl Limits {
+    pub fn from_config(config: &Config) -> Limits {
+        Limits {
+            login_account: config.rate_login_account,
+            login_ip: config.rate_login_ip,
+            register_ip: config.rate_register_ip,
+        }
     }
-    Ok(())
-}
-
-/// Every login attempt, whatever its outcome, counts against its client IP.
-pub async fn login_attempt(state: &AppState, meta: &RequestMeta) -> Result<(), ApiError> {
-    let key = login_ip_key(meta.ip.as_deref().unwrap_or_default());
-    count_ip(
-        state,
-        meta,
-        key,
-        state.config.rate_login_ip,
-        "too many logins from this address",
-    )
-    .await
-}
-
-/// Every registration attempt counts against its client IP.
-pub async fn register_attempt(state: &AppState, meta: &RequestMeta) -> Result<(), ApiError> {
-    let key = register_ip_key(meta.ip.as_deref().unwrap_or_default());
-    count_ip(
-        state,
-        meta,
-        key,
-        state.config.rate_register_ip,
-        "too many registrations from this address",
-    )
-    .await
 }
 
 /// What `check_account` saw of an account that may try: whether it had failures
@@ -92,57 +65,188 @@ pub struct Standing {
     had_failures: bool,
 }
 
-/// Refuses a login for an account (a normalized mobile, known or not) that has
-/// used up its failures, before any password check.
-pub async fn check_account(state: &AppState, mobile: &str, meta: &RequestMeta) -> Result<Standing, ApiError> {
-    let now = crate::clock::now();
-    let limit = state.config.rate_login_account;
-    let (failures, streak) = (failures_key(mobile), streak_key(mobile));
-    let counts = state.rates.peek_all(&[&failures, &streak], now).await?;
-    let [window, streak] = counts[..] else {
-        return Err(ApiError::Internal(anyhow::anyhow!(
-            "rate store answered {} counts for 2",
-            counts.len()
-        )));
-    };
-    if window.count >= limit.count {
-        return Err(refuse(state, meta, window.reset_in, "too many failed logins for this account").await);
-    }
-    if streak.count >= MAX_CONSECUTIVE_FAILURES.count {
-        return Err(refuse(
-            state,
-            meta,
-            streak.reset_in,
-            "too many consecutive failed logins for this account",
-        )
-        .await);
-    }
-    Ok(Standing {
-        had_failures: window.count > 0 || streak.count > 0,
-    })
+/// Counts attempts in the shared store and refuses those over a limit (each
+/// refusal audited); cheap to clone.
+#[derive(Clone)]
+pub struct RateLimiter {
+    pub rates: Arc<dyn RateStore>,
+    pub audit: Audit,
+    pub limits: Limits,
 }
 
-pub async fn login_failed(state: &AppState, mobile: &str) -> Result<(), ApiError> {
-    let now = crate::clock::now();
-    state
-        .rates
-        .hit(&failures_key(mobile), state.config.rate_login_account.window, now)
-        .await?;
-    state
-        .rates
-        .hit(&streak_key(mobile), MAX_CONSECUTIVE_FAILURES.window, now)
-        .await?;
-    Ok(())
+impl RateLimiter {
+    async fn refuse(&self, meta: &RequestMeta, retry_after: i64, what: &'static str) -> ApiError {
+        self.audit
+            .record(AuditEvent::denied(Event::RateLimited, meta, what, "rate_limited"))
+            .await;
+        ApiError::RateLimited(retry_after)
+    }
+
+    /// Counts an attempt against a per-IP limit; refuses once over it.
+    async fn count_ip(
+        &self,
+        meta: &RequestMeta,
+        key: fn(&str) -> String,
+        limit: RateLimit,
+        what: &'static str,
+    ) -> Result<(), ApiError> {
+        let Some(ip) = &meta.ip else { return Ok(()) };
+        let c = self.rates.hit(&key(ip), limit.window, crate::clock::now()).await?;
+        if c.count > limit.count {
+            return Err(self.refuse(meta, c.reset_in, what).await);
+        }
+        Ok(())
+    }
+
+    /// Every login attempt, whatever its outcome, counts against its client IP.
+    pub async fn login_attempt(&self, meta: &RequestMeta) -> Result<(), ApiError> {
+        let what = "too many logins from this address";
+        self.count_ip(meta, login_ip_key, self.limits.login_ip, what).await
+    }
+
+    /// Every registration attempt counts against its client IP.
+    pub async fn register_attempt(&self, meta: &RequestMeta) -> Result<(), ApiError> {
+        let what = "too many registrations from this address";
+        self.count_ip(meta, register_ip_key, self.limits.register_ip, what)
+            .await
+    }
+
+    /// Refuses a login for an account (a normalized mobile, known or not) that has
+    /// used up its failures, before any password check.
+    pub async fn check_account(&self, mobile: &str, meta: &RequestMeta) -> Result<Standing, ApiError> {
+        let now = crate::clock::now();
+        let limit = self.limits.login_account;
+        let (failures, streak) = (failures_key(mobile), streak_key(mobile));
+        let counts = self.rates.peek_all(&[&failures, &streak], now).await?;
+        let [window, streak] = counts[..] else {
+            return Err(ApiError::Internal(anyhow::anyhow!(
+                "rate store answered {} counts for 2",
+                counts.len()
+            )));
+        };
+        if window.count >= limit.count {
+            return Err(self
+                .refuse(meta, window.reset_in, "too many failed logins for this account")
+                .await);
+        }
+        if streak.count >= MAX_CONSECUTIVE_FAILURES.count {
+            let what = "too many consecutive failed logins for this account";
+            return Err(self.refuse(meta, streak.reset_in, what).await);
+        }
+        Ok(Standing {
+            had_failures: window.count > 0 || streak.count > 0,
+        })
+    }
+
+    pub async fn login_failed(&self, mobile: &str) -> Result<(), ApiError> {
+        let now = crate::clock::now();
+        let window = self.limits.login_account.window;
+        self.rates.hit(&failures_key(mobile), window, now).await?;
+        self.rates
+            .hit(&streak_key(mobile), MAX_CONSECUTIVE_FAILURES.window, now)
+            .await?;
+        Ok(())
+    }
+
+    /// A successful login ends the account's failure count and streak. With none
+    /// seen before the password check there is nothing to write (two writes saved on
+    /// nearly every login); a failure landing meanwhile is left counted, which errs on
+    /// the side of the limit.
+    pub async fn login_succeeded(&self, mobile: &str, seen: Standing) -> Result<(), ApiError> {
+        if seen.had_failures {
+            self.rates.reset(&failures_key(mobile)).await?;
+            self.rates.reset(&streak_key(mobile)).await?;
+        }
+        Ok(())
+    }
 }
 
-/// A successful login ends the account's failure count and streak. With none
-/// seen before the password check there is nothing to write (two writes saved on
-/// nearly every login); a failure landing meanwhile is left counted, which errs on
-/// the side of the limit.
-pub async fn login_succeeded(state: &AppState, mobile: &str, seen: Standing) -> Result<(), ApiError> {
-    if seen.had_failures {
-        state.rates.reset(&failures_key(mobile)).await?;
-        state.rates.reset(&streak_key(mobile)).await?;
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::service_fixtures::{from_ip, Fixture, GENEROUS};
+
+    #[tokio::test]
+    async fn an_address_over_its_limit_is_refused_with_a_wait() {
+        let f = Fixture::new().await;
+        let limiter = f.limiter(Limits {
+            login_ip: RateLimit { count: 2, window: 60 },
+            ..GENEROUS
+        });
+        let (a, b) = (from_ip("192.0.2.1"), from_ip("192.0.2.2"));
+        limiter.login_attempt(&a).await.unwrap();
+        limiter.login_attempt(&a).await.unwrap();
+        match limiter.login_attempt(&a).await {
+            Err(ApiError::RateLimited(wait)) => assert!((1..=60).contains(&wait), "{wait}"),
+            other => panic!("expected rate_limited, got {other:?}"),
+        }
+        // Other addresses, and registrations from the same one, count apart.
+        limiter.login_attempt(&b).await.unwrap();
+        limiter.register_attempt(&a).await.unwrap();
+        // A request with no known address (a command) is never counted.
+        for _ in 0..3 {
+            limiter.login_attempt(&RequestMeta::command()).await.unwrap();
+        }
+        assert_eq!(f.count_events("rate_limited").await, 1);
     }
-    Ok(())
+
+    #[tokio::test]
+    async fn registrations_have_a_limit_of_their_own() {
+        let f = Fixture::new().await;
+        let limiter = f.limiter(Limits {
+            register_ip: RateLimit { count: 1, window: 3600 },
+            ..GENEROUS
+        });
+        let a = from_ip("192.0.2.1");
+        limiter.register_attempt(&a).await.unwrap();
+        assert!(matches!(
+            limiter.register_attempt(&a).await,
+            Err(ApiError::RateLimited(_))
+        ));
+        limiter.login_attempt(&a).await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn an_account_out_of_failures_is_refused_and_a_success_clears_them() {
+        let f = Fixture::new().await;
+        let limiter = f.limiter(Limits {
+            login_account: RateLimit { count: 2, window: 900 },
+            ..GENEROUS
+        });
+        let meta = from_ip("192.0.2.1");
+        let (alice, bob) = ("+8613800000001", "+8613800000002");
+        let clean = limiter.check_account(alice, &meta).await.unwrap();
+        assert!(!clean.had_failures);
+        limiter.login_failed(alice).await.unwrap();
+        let seen = limiter.check_account(alice, &meta).await.unwrap();
+        assert!(seen.had_failures);
+        limiter.login_succeeded(alice, seen).await.unwrap();
+        assert!(!limiter.check_account(alice, &meta).await.unwrap().had_failures);
+
+        limiter.login_failed(alice).await.unwrap();
+        limiter.login_failed(alice).await.unwrap();
+        assert!(matches!(
+            limiter.check_account(alice, &meta).await,
+            Err(ApiError::RateLimited(wait)) if (1..=900).contains(&wait)
+        ));
+        // Another account is untouched.
+        assert!(!limiter.check_account(bob, &meta).await.unwrap().had_failures);
+    }
+
+    #[tokio::test]
+    async fn consecutive_failures_are_capped_beyond_the_window() {
+        let f = Fixture::new().await;
+        let limiter = f.limiter(GENEROUS);
+        let meta = from_ip("192.0.2.1");
+        let mobile = "+8613800000003";
+        for _ in 0..MAX_CONSECUTIVE_FAILURES.count {
+            limiter.login_failed(mobile).await.unwrap();
+        }
+        match limiter.check_account(mobile, &meta).await {
+            Err(ApiError::RateLimited(wait)) => {
+                assert!(wait > GENEROUS.login_account.window, "{wait}")
+            }
+            other => panic!("expected rate_limited, got {:?}", other.map(|s| s.had_failures)),
+        }
+    }
 }

@@ -20,10 +20,13 @@ use serde::Serialize;
 use sha2::Sha256;
 use subtle::ConstantTimeEq;
 
-use crate::app::AppState;
-use crate::audit::{AuditEvent, Event, RequestMeta};
+use std::sync::Arc;
+
+use crate::audit::{Audit, AuditEvent, Event, RequestMeta};
 use crate::error::ApiError;
-use crate::store::{RefreshState, SessionId};
+use crate::ids::SessionId;
+use crate::store::{RefreshState, SessionStore};
+use crate::tokens::KeyRing;
 
 /// Furthest back a replayed token is traced; older ones are just invalid.
 const MAX_WALK: i64 = 10_000;
@@ -130,120 +133,136 @@ pub struct Refreshed {
     pub refresh_expires_in: i64,
 }
 
-/// Exchanges a refresh token for a new access token and its successor.
-pub async fn refresh(state: &AppState, presented: &str, meta: &RequestMeta) -> Result<Refreshed, ApiError> {
-    let token = RefreshToken::parse(presented).ok_or(ApiError::InvalidRefreshToken)?;
-    let key = state.keys.refresh_key();
-    let digest_keys = state.keys.refresh_digest_keys();
-    let refused = |err: ApiError| {
-        let e = AuditEvent::denied(Event::Refresh, meta, "refresh refused", err.code())
-            .user(token.user_id)
-            .session(&token.session_id);
-        async move {
-            state.audit.record(e).await;
-            Err(err)
-        }
-    };
-    // Two rounds: a rotation that loses a race to a parallel refresh reads again and
-    // then finds itself inside the grace window.
-    for _ in 0..2 {
-        let now = crate::clock::now();
-        let Some(session) = state
-            .sessions
-            .refresh_state(token.user_id, &token.session_id, now)
-            .await?
-        else {
-            return refused(ApiError::InvalidRefreshToken).await;
-        };
-        let current = session.refresh;
-        if token.generation == current.generation {
-            if !token.matches(&digest_keys, &current.digest) {
-                return refused(ApiError::InvalidRefreshToken).await;
-            }
-            let next = token.successor(&key);
-            let expires_at = now + state.config.refresh_ttl as i64;
-            let stored = RefreshState {
-                digest: next.digest(&digest_keys[0]),
-                generation: next.generation,
-                rotated_at: now,
-            };
-            if state
-                .sessions
-                .rotate_refresh(token.user_id, &token.session_id, &current.digest, &stored, expires_at)
-                .await?
-            {
-                return issue(state, &session.login_time, next, expires_at, now, meta, "refreshed").await;
-            }
-            continue;
-        }
-        let behind = current.generation - token.generation;
-        if behind <= 0 || behind > MAX_WALK {
-            return refused(ApiError::InvalidRefreshToken).await;
-        }
-        let mut walked = token.clone();
-        for _ in 0..behind {
-            walked = walked.successor(&key);
-        }
-        if !walked.matches(&digest_keys, &current.digest) {
-            return refused(ApiError::InvalidRefreshToken).await;
-        }
-        let grace = state.config.refresh_grace as i64;
-        if behind == 1 && now - current.rotated_at <= grace {
-            // A parallel refresh from the same client: the same successor again.
-            return issue(
-                state,
-                &session.login_time,
-                walked,
-                session.expires_at,
-                now,
-                meta,
-                "refreshed within the grace window",
-            )
-            .await;
-        }
-        // A rotated-out token came back: whoever holds it, the session is compromised.
-        let gone = state.sessions.revoke(token.user_id, &token.session_id).await?;
-        let e = AuditEvent::denied(
-            Event::RefreshReused,
-            meta,
-            "rotated-out refresh token replayed",
-            "refresh_token_reused",
-        )
-        .user(token.user_id)
-        .session(&token.session_id);
-        state.audit.record(e).await;
-        if gone {
-            let e = AuditEvent::ok(Event::SessionRevoked, meta, "ended by refresh token reuse")
-                .user(token.user_id)
-                .session(&token.session_id);
-            state.audit.record(e).await;
-        }
-        return Err(ApiError::RefreshTokenReused);
-    }
-    refused(ApiError::InvalidRefreshToken).await
+/// Rotates refresh tokens; cheap to clone.
+#[derive(Clone)]
+pub struct Refresher {
+    pub sessions: Arc<dyn SessionStore>,
+    pub keys: Arc<KeyRing>,
+    pub audit: Audit,
+    /// A session's lifetime from its last refresh, seconds.
+    pub lifetime: i64,
+    /// Seconds in which a just-rotated token gets the same successor again.
+    pub grace: i64,
 }
 
-async fn issue(
-    state: &AppState,
-    login_time: &i64,
-    next: RefreshToken,
-    expires_at: i64,
-    now: i64,
-    meta: &RequestMeta,
-    msg: &'static str,
-) -> Result<Refreshed, ApiError> {
-    let claims = state.keys.claims_for(next.user_id, &next.session_id, *login_time, now);
-    let token = state.keys.sign(&claims).map_err(ApiError::Internal)?;
-    let e = AuditEvent::ok(Event::Refresh, meta, msg)
-        .user(next.user_id)
-        .session(&next.session_id);
-    state.audit.record(e).await;
-    Ok(Refreshed {
-        token,
-        refresh_token: next.encode(),
-        expires_in: state.keys.access_ttl(),
-        refresh_expires_in: expires_at - now,
-    })
+impl Refresher {
+    /// Exchanges a refresh token for a new access token and its successor.
+    pub async fn refresh(&self, presented: &str, meta: &RequestMeta) -> Result<Refreshed, ApiError> {
+        let token = RefreshToken::parse(presented).ok_or(ApiError::InvalidRefreshToken)?;
+        let key = self.keys.refresh_key();
+        let digest_keys = self.keys.refresh_digest_keys();
+        let refused = |err: ApiError| {
+            let e = AuditEvent::denied(Event::Refresh, meta, "refresh refused", err.code())
+                .user(token.user_id)
+                .session(&token.session_id);
+            async move {
+                self.audit.record(e).await;
+                Err(err)
+            }
+        };
+        // Two rounds: a rotation that loses a race to a parallel refresh reads again and
+        // then finds itself inside the grace window.
+        for _ in 0..2 {
+            let now = crate::clock::now();
+            let Some(session) = self
+                .sessions
+                .refresh_state(token.user_id, &token.session_id, now)
+                .await?
+            else {
+                return refused(ApiError::InvalidRefreshToken).await;
+            };
+            let current = session.refresh;
+            if token.generation == current.generation {
+                if !token.matches(&digest_keys, &current.digest) {
+                    return refused(ApiError::InvalidRefreshToken).await;
+                }
+                let next = token.successor(&key);
+                let expires_at = now + self.lifetime;
+                let stored = RefreshState {
+                    digest: next.digest(&digest_keys[0]),
+                    generation: next.generation,
+                    rotated_at: now,
+                };
+                if self
+                    .sessions
+                    .rotate_refresh(token.user_id, &token.session_id, &current.digest, &stored, expires_at)
+                    .await?
+                {
+                    return self
+                        .issue(&session.login_time, next, expires_at, now, meta, "refreshed")
+                        .await;
+                }
+                continue;
+            }
+            let behind = current.generation - token.generation;
+            if behind <= 0 || behind > MAX_WALK {
+                return refused(ApiError::InvalidRefreshToken).await;
+            }
+            let mut walked = token.clone();
+            for _ in 0..behind {
+                walked = walked.successor(&key);
+            }
+            if !walked.matches(&digest_keys, &current.digest) {
+                return refused(ApiError::InvalidRefreshToken).await;
+            }
+            let grace = self.grace;
+            if behind == 1 && now - current.rotated_at <= grace {
+                // A parallel refresh from the same client: the same successor again.
+                return self
+                    .issue(
+                        &session.login_time,
+                        walked,
+                        session.expires_at,
+                        now,
+                        meta,
+                        "refreshed within the grace window",
+                    )
+                    .await;
+            }
+            // A rotated-out token came back: whoever holds it, the session is compromised.
+            let gone = self.sessions.revoke(token.user_id, &token.session_id).await?;
+            let e = AuditEvent::denied(
+                Event::RefreshReused,
+                meta,
+                "rotated-out refresh token replayed",
+                "refresh_token_reused",
+            )
+            .user(token.user_id)
+            .session(&token.session_id);
+            self.audit.record(e).await;
+            if gone {
+                let e = AuditEvent::ok(Event::SessionRevoked, meta, "ended by refresh token reuse")
+                    .user(token.user_id)
+                    .session(&token.session_id);
+                self.audit.record(e).await;
+            }
+            return Err(ApiError::RefreshTokenReused);
+        }
+        refused(ApiError::InvalidRefreshToken).await
+    }
+
+    async fn issue(
+        &self,
+        login_time: &i64,
+        next: RefreshToken,
+        expires_at: i64,
+        now: i64,
+        meta: &RequestMeta,
+        msg: &'static str,
+    ) -> Result<Refreshed, ApiError> {
+        let claims = self.keys.claims_for(next.user_id, &next.session_id, *login_time, now);
+        let token = self.keys.sign(&claims).map_err(ApiError::Internal)?;
+        let e = AuditEvent::ok(Event::Refresh, meta, msg)
+            .user(next.user_id)
+            .session(&next.session_id);
+        self.audit.record(e).await;
+        Ok(Refreshed {
+            token,
+            refresh_token: next.encode(),
+            expires_in: self.keys.access_ttl(),
+            refresh_expires_in: expires_at - now,
+        })
+    }
 }
 
 #[cfg(test)]

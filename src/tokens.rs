@@ -23,11 +23,8 @@ use serde::de::IgnoredAny;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::config::{Config, SecretSource};
-use crate::store::SessionId;
-
-/// RFC 7518 §3.2: an HS256 key must be at least as long as the hash output.
-pub const MIN_SECRET_LEN: usize = 32;
+use crate::config::{Config, SecretSource, MIN_SECRET_LEN};
+use crate::ids::SessionId;
 
 /// The file a generated secret is kept in, inside the data directory.
 pub const GENERATED_SECRET_FILE: &str = "secret.key";
@@ -248,7 +245,6 @@ fn read_key_dir(dir: &Path) -> anyhow::Result<Vec<(String, Vec<u8>)>> {
 }
 
 impl KeyRing {
-    /// The key ring the configuration names (generating the secret if need be).
     /// The key ring the configuration names. With `PASSPORT_SECRET_KEYS_DIR`, every
     /// `<kid>.key` file in it is a key and the greatest kid signs (name them by date);
     /// a secret given as well (`PASSPORT_SECRET_KEY[_FILE]`) still verifies, so moving
@@ -258,7 +254,7 @@ impl KeyRing {
             Some(dir) => read_key_dir(dir)?,
             None => Vec::new(),
         };
-        let single = match &config.secret {
+        let single = match &config.secret() {
             SecretSource::Inline(bytes) => Some(bytes.clone()),
             SecretSource::File(path) => Some(read_key_file(path)?),
             SecretSource::Generated if keys.is_empty() => Some(load_or_generate(&config.data_dir)?),

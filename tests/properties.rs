@@ -2,8 +2,8 @@
 //! never yields different claims.
 
 use passport::credentials::{self, Scheme};
+use passport::ids::SessionId;
 use passport::refresh::RefreshToken;
-use passport::store::SessionId;
 use passport::tokens::KeyRing;
 use proptest::prelude::*;
 

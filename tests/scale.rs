@@ -7,18 +7,16 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use passport::config::{Overflow, Sources};
+use passport::config::Overflow;
+use passport::ids::SessionId;
 use passport::store::redis::RedisSessions;
 use passport::store::redis_tracking::{Watch, TRACKER_NAME, TRUST_WINDOW};
-use passport::store::{
-    RefreshState, Session, SessionCheck, SessionId, SessionPolicy, SessionStore, StoreError, StoreStats,
-};
-use passport::{App, Config};
+use passport::store::{RefreshState, Session, SessionCheck, SessionPolicy, SessionStore, StoreError, StoreStats};
+use passport::App;
 use serde_json::{json, Value};
 use support::{PassportProcess, PrivatePostgres, PrivateRedis, TestDb};
 use tokio::sync::oneshot;
 
-const SECRET: &str = "scale-test-secret-0123456789abcdef-xyz";
 const PASSWORD: &str = "correct horse battery staple";
 
 fn client() -> reqwest::Client {
@@ -29,28 +27,9 @@ fn client() -> reqwest::Client {
         .unwrap()
 }
 
-fn settings(dir: &Path, extra: &[(&str, &str)]) -> Vec<(String, String)> {
-    let mut s: Vec<(String, String)> = vec![
-        ("listen".into(), "127.0.0.1:0".into()),
-        ("data_dir".into(), dir.join("data").display().to_string()),
-        (
-            "audit_log".into(),
-            dir.join("logs/user_action.log").display().to_string(),
-        ),
-        ("secret_key".into(), SECRET.into()),
-        ("rate_login_ip".into(), "100000/60".into()),
-        ("rate_register_ip".into(), "100000/60".into()),
-    ];
-    for (k, v) in extra {
-        s.retain(|(key, _)| key != k);
-        s.push(((*k).into(), (*v).into()));
-    }
-    s
-}
-
 /// An in-process server; stopped when the sender is dropped.
 async fn spawn_in_process(dir: &Path, extra: &[(&str, &str)]) -> (String, oneshot::Sender<()>) {
-    let config = Config::from_sources(&Sources::from_pairs(settings(dir, extra))).unwrap();
+    let config = support::config(dir, extra);
     let app = App::build(config).await.unwrap();
     let base = format!("http://{}", app.local_addr());
     let (tx, rx) = oneshot::channel::<()>();
@@ -108,8 +87,8 @@ async fn two_processes_on_postgres_and_redis_behave_as_one() {
         ("max_sessions", "2"),
     ];
     let bin = env!("CARGO_BIN_EXE_passport");
-    let a = PassportProcess::start(bin, &settings(dir_a.path(), &shared));
-    let b = PassportProcess::start(bin, &settings(dir_b.path(), &shared));
+    let a = PassportProcess::start(bin, &support::settings(dir_a.path(), &shared));
+    let b = PassportProcess::start(bin, &support::settings(dir_b.path(), &shared));
     let c = client();
     let creds = json!({"mobile": "13800000090", "password": PASSWORD});
 
@@ -237,8 +216,8 @@ async fn two_processes_share_the_rate_limit_counters() {
         ("rate_login_account", "3/60"),
     ];
     let bin = env!("CARGO_BIN_EXE_passport");
-    let a = PassportProcess::start(bin, &settings(dir_a.path(), &shared));
-    let b = PassportProcess::start(bin, &settings(dir_b.path(), &shared));
+    let a = PassportProcess::start(bin, &support::settings(dir_a.path(), &shared));
+    let b = PassportProcess::start(bin, &support::settings(dir_b.path(), &shared));
     let c = client();
     let wrong = json!({"mobile": "13800000094", "password": "wrong password!"});
     // Unknown or not, a mobile's failures count: two on A, one on B.
@@ -523,7 +502,7 @@ async fn sessions_kept_in_memory_follow_every_change_to_redis() {
         return;
     };
     let prefix = format!("passport-test:{}:", support::unique());
-    let (a, b, stats) = two_stores(&url, &prefix, Watch::UserKeys).await;
+    let (a, b, stats) = two_stores(&url, &prefix, Watch::user_keys(&prefix)).await;
     let now = passport::clock::now();
 
     // After a round trip, a valid session is answered from memory.
@@ -585,7 +564,7 @@ async fn a_paused_redis_ends_answers_from_memory_within_the_trust_window() {
         return;
     };
     let stats = Arc::new(StoreStats::default());
-    let a = RedisSessions::connect(&redis.url(), "p:", Some(Watch::UserKeys), stats.clone())
+    let a = RedisSessions::connect(&redis.url(), "p:", Some(Watch::user_keys("p:")), stats.clone())
         .await
         .unwrap();
     support::tracking_current(&a).await;
@@ -629,7 +608,7 @@ async fn a_redis_that_refuses_tracking_is_asked_every_time() {
         return;
     };
     let stats = Arc::new(StoreStats::default());
-    let a = RedisSessions::connect(&redis.url(), "p:", Some(Watch::UserKeys), stats.clone())
+    let a = RedisSessions::connect(&redis.url(), "p:", Some(Watch::user_keys("p:")), stats.clone())
         .await
         .unwrap();
     let b = RedisSessions::connect(&redis.url(), "p:", None, Default::default())
@@ -660,7 +639,7 @@ async fn own_changes_show_at_once_without_waiting_for_redis() {
     let prefix = format!("passport-test:{}:", support::unique());
     // Tracking a prefix nothing is written under: no invalidation ever arrives,
     // so only this process's own bookkeeping can end what it keeps.
-    let (a, b, stats) = two_stores(&url, &prefix, Watch::NothingForTests).await;
+    let (a, b, stats) = two_stores(&url, &prefix, Watch::prefix(format!("{prefix}{{nothing}}"))).await;
     let now = passport::clock::now();
 
     // What shows that nothing arrives: another process's logout goes unseen.
@@ -683,7 +662,7 @@ async fn a_lost_tracking_connection_forgets_what_it_kept() {
     let Some(redis) = PrivateRedis::start("a_lost_tracking_connection_forgets_what_it_kept") else {
         return;
     };
-    let (a, b, stats) = two_stores(&redis.url(), "p:", Watch::UserKeys).await;
+    let (a, b, stats) = two_stores(&redis.url(), "p:", Watch::user_keys("p:")).await;
     let s = session(1);
     b.create(&s, &ONE, passport::clock::now()).await.unwrap();
     kept_in_memory(&a, &stats, &s).await;

@@ -10,15 +10,16 @@ use std::pin::Pin;
 use std::sync::Arc;
 
 use passport::config::Overflow;
+use passport::ids::SessionId;
 use passport::store::embedded::EmbeddedSessions;
-use passport::store::memory::CachedSessions;
+use passport::store::embedded_cache::CachedSessions;
 use passport::store::postgres::PgUsers;
 use passport::store::redis::RedisSessions;
 use passport::store::redis_tracking::Watch;
 use passport::store::sqlite::SqliteUsers;
 use passport::store::{
-    CreateOutcome, RateStore, RefreshState, Session, SessionCheck, SessionId, SessionPolicy, SessionStore, StoreError,
-    StoreStats, UserStore,
+    CreateOutcome, RateStore, RefreshState, Session, SessionCheck, SessionPolicy, SessionStore, StoreError, StoreStats,
+    UserStore,
 };
 
 type BoxFut<'a> = Pin<Box<dyn Future<Output = ()> + Send + 'a>>;
@@ -360,7 +361,7 @@ async fn sessions_redis_single_node() {
     // answers from memory.
     run_session_contract("redis", || async {
         let prefix = format!("passport-test:{}:", support::unique());
-        let store = RedisSessions::connect(&url, &prefix, Some(Watch::UserKeys), Default::default())
+        let store = RedisSessions::connect(&url, &prefix, Some(Watch::user_keys(&prefix)), Default::default())
             .await
             .unwrap();
         support::tracking_current(&store).await;
@@ -388,7 +389,7 @@ async fn sessions_redis_cluster() {
     run_session_contract("redis cluster", || async {
         let prefix = format!("passport-test:{}:", support::unique());
         Arc::new(
-            RedisSessions::connect(&url, &prefix, Some(Watch::UserKeys), Default::default())
+            RedisSessions::connect(&url, &prefix, Some(Watch::user_keys(&prefix)), Default::default())
                 .await
                 .unwrap(),
         ) as Arc<dyn SessionStore>
@@ -399,9 +400,14 @@ async fn sessions_redis_cluster() {
         "redis+cluster://127.0.0.1:{},127.0.0.1:{}",
         cluster.ports[0], cluster.ports[1]
     );
-    let store = RedisSessions::connect(&alt, "passport-test:alt:", Some(Watch::UserKeys), Default::default())
-        .await
-        .unwrap();
+    let store = RedisSessions::connect(
+        &alt,
+        "passport-test:alt:",
+        Some(Watch::user_keys("passport-test:alt:")),
+        Default::default(),
+    )
+    .await
+    .unwrap();
     create_and_check(Arc::new(store)).await;
 }
 
@@ -698,7 +704,7 @@ async fn rates_redis_single_node() {
     };
     let prefix = format!("passport-test:{}:", support::unique());
     rate_counters(Arc::new(
-        RedisSessions::connect(&url, &prefix, Some(Watch::UserKeys), Default::default())
+        RedisSessions::connect(&url, &prefix, Some(Watch::user_keys(&prefix)), Default::default())
             .await
             .unwrap(),
     ))
@@ -712,9 +718,14 @@ async fn rates_redis_cluster() {
     };
     let prefix = format!("passport-test:{}:", support::unique());
     rate_counters(Arc::new(
-        RedisSessions::connect(&cluster.url(), &prefix, Some(Watch::UserKeys), Default::default())
-            .await
-            .unwrap(),
+        RedisSessions::connect(
+            &cluster.url(),
+            &prefix,
+            Some(Watch::user_keys(&prefix)),
+            Default::default(),
+        )
+        .await
+        .unwrap(),
     ))
     .await;
 }

@@ -6,7 +6,7 @@
 use std::sync::OnceLock;
 
 use libfuzzer_sys::fuzz_target;
-use passport::store::SessionId;
+use passport::ids::SessionId;
 use passport::tokens::KeyRing;
 
 const NOW: i64 = 1_900_000_000;

@@ -2,7 +2,7 @@
 //! and the scheme for `WWW-Authenticate`.
 //!
 //! A middleware puts it in a task-local for the duration of the request, so that
-//! `ApiError` and `Envelope` render themselves in one place (`error.rs`) without
+//! `ApiError` and `Envelope` render themselves in one place (`response.rs`) without
 //! every handler threading the request headers through. The same middleware turns
 //! the bare error responses that axum and tower layers produce (405, 413, …) into
 //! envelopes, so that every response body is JSON.
@@ -12,10 +12,10 @@ use axum::http::{header, HeaderMap};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
-use crate::app::AppState;
 use crate::credentials::Scheme;
 use crate::error::ApiError;
 use crate::i18n::Lang;
+use crate::state::AppState;
 
 #[derive(Clone, Copy, Debug)]
 pub struct RequestContext {

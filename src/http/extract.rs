@@ -10,10 +10,10 @@ use axum::http::{header, StatusCode};
 use ipnet::IpNet;
 use serde::de::DeserializeOwned;
 
-use crate::app::AppState;
 use crate::audit::{AuditEvent, Event, RequestMeta};
 use crate::error::{ApiError, BadInput};
 use crate::identify::{identify, Identity};
+use crate::state::AppState;
 
 /// `axum::Json`, with every rejection mapped to SPEC §2: non-JSON content type 415,
 /// over the body limit 413, anything else 400 `invalid_params`.
@@ -103,7 +103,7 @@ impl FromRequestParts<AppState> for AuthUser {
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
         let authorization = parts.headers.get(header::AUTHORIZATION).map(|v| v.as_bytes());
-        match identify(state, authorization).await {
+        match identify(&state.keys, &*state.stores.sessions, authorization).await {
             Ok(identity) => Ok(AuthUser(identity)),
             Err(rejection) => {
                 let meta = request_meta(parts, state);

@@ -3,8 +3,9 @@
 use axum::extract::State;
 use serde_json::json;
 
-use crate::app::AppState;
-use crate::error::{ok, ApiError, Envelope};
+use super::response::{ok, Envelope};
+use crate::error::ApiError;
+use crate::state::AppState;
 
 /// Liveness: answers while the process serves; no I/O.
 pub async fn healthz() -> Envelope<serde_json::Value> {
@@ -13,7 +14,7 @@ pub async fn healthz() -> Envelope<serde_json::Value> {
 
 /// Readiness: 200 only when both stores answer.
 pub async fn readyz(State(state): State<AppState>) -> Result<Envelope<serde_json::Value>, ApiError> {
-    state.users.ping().await?;
-    state.sessions.ping().await?;
+    state.stores.users.ping().await?;
+    state.stores.sessions.ping().await?;
     Ok(ok(json!({ "users": "ok", "sessions": "ok" })))
 }

@@ -4,6 +4,7 @@ pub mod context;
 pub mod extract;
 pub mod health;
 pub mod passport;
+pub mod response;
 
 use axum::extract::DefaultBodyLimit;
 use axum::routing::{delete, get, post};
@@ -11,7 +12,7 @@ use axum::Router;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::trace::TraceLayer;
 
-use crate::app::AppState;
+use crate::state::AppState;
 
 /// Largest request body accepted (SPEC §2: 413 `payload_too_large` beyond it).
 pub const BODY_LIMIT: usize = 16 * 1024;

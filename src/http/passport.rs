@@ -7,12 +7,12 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::extract::{AuthUser, ClientMeta, Json};
-use crate::app::AppState;
-use crate::error::{ok, ApiError, Envelope};
+use super::response::{ok, Envelope};
+use crate::error::ApiError;
 use crate::profiles::ProfileJson;
-use crate::refresh::{self, Refreshed};
+use crate::refresh::Refreshed;
+use crate::state::AppState;
 use crate::users::LoginOk;
-use crate::{sessions, users};
 
 type Answer<T> = Result<Envelope<T>, ApiError>;
 
@@ -47,7 +47,7 @@ pub async fn register(
     ClientMeta(meta): ClientMeta,
     Json(body): Json<Credentials>,
 ) -> Answer<serde_json::Value> {
-    let user_id = users::register(&state, &body.mobile, body.password, &meta).await?;
+    let user_id = state.accounts.register(&body.mobile, body.password, &meta).await?;
     Ok(Envelope(StatusCode::CREATED, json!({ "user_id": user_id })))
 }
 
@@ -56,14 +56,10 @@ pub async fn login(
     ClientMeta(meta): ClientMeta,
     Json(body): Json<LoginBody>,
 ) -> Answer<LoginOk> {
-    Ok(ok(users::login(
-        &state,
-        &body.mobile,
-        body.password,
-        body.device,
-        &meta,
-    )
-    .await?))
+    Ok(ok(state
+        .accounts
+        .login(&body.mobile, body.password, body.device, &meta)
+        .await?))
 }
 
 pub async fn refresh(
@@ -71,7 +67,7 @@ pub async fn refresh(
     ClientMeta(meta): ClientMeta,
     Json(body): Json<RefreshBody>,
 ) -> Answer<Refreshed> {
-    Ok(ok(refresh::refresh(&state, &body.refresh_token, &meta).await?))
+    Ok(ok(state.refresher.refresh(&body.refresh_token, &meta).await?))
 }
 
 pub async fn logout(
@@ -79,7 +75,7 @@ pub async fn logout(
     AuthUser(who): AuthUser,
     ClientMeta(meta): ClientMeta,
 ) -> Answer<()> {
-    sessions::logout(&state, &who, &meta).await?;
+    state.sessions.logout(&who, &meta).await?;
     Ok(ok(()))
 }
 
@@ -88,16 +84,16 @@ pub async fn logout_all(
     AuthUser(who): AuthUser,
     ClientMeta(meta): ClientMeta,
 ) -> Answer<serde_json::Value> {
-    let revoked = sessions::logout_all(&state, &who, &meta).await?;
+    let revoked = state.sessions.logout_all(&who, &meta).await?;
     Ok(ok(json!({ "revoked": revoked })))
 }
 
 pub async fn me(State(state): State<AppState>, AuthUser(who): AuthUser) -> Answer<ProfileJson> {
-    Ok(ok(users::profile(&state, &who).await?))
+    Ok(ok(state.accounts.profile(&who).await?))
 }
 
 pub async fn list_sessions(State(state): State<AppState>, AuthUser(who): AuthUser) -> Answer<serde_json::Value> {
-    let list = sessions::list(&state, &who).await?;
+    let list = state.sessions.list(&who).await?;
     Ok(ok(json!({ "sessions": list })))
 }
 
@@ -107,7 +103,7 @@ pub async fn delete_session(
     ClientMeta(meta): ClientMeta,
     Path(session_id): Path<String>,
 ) -> Answer<()> {
-    sessions::revoke_own(&state, &who, &session_id, &meta).await?;
+    state.sessions.revoke_own(&who, &session_id, &meta).await?;
     Ok(ok(()))
 }
 
@@ -117,7 +113,10 @@ pub async fn change_password(
     ClientMeta(meta): ClientMeta,
     Json(body): Json<PasswordBody>,
 ) -> Answer<()> {
-    users::change_password(&state, &who, body.old_password, body.new_password, &meta).await?;
+    state
+        .accounts
+        .change_password(&who, body.old_password, body.new_password, &meta)
+        .await?;
     Ok(ok(()))
 }
 

@@ -1,6 +1,6 @@
 //! The embedded session store's durable half: sessions in their own SQLite file
 //! (`<data dir>/sessions.db`). Commands use it directly; the server puts the
-//! memory cache of `memory.rs` in front of it.
+//! memory cache of `embedded_cache.rs` in front of it.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -9,9 +9,10 @@ use async_trait::async_trait;
 use sqlx::sqlite::SqliteRow;
 use sqlx::{Connection, Row, SqliteConnection, SqlitePool};
 
+use super::sqlite_pool::{sqlite_options, sqlite_pool};
 use super::{
-    classify, sqlite_options, sqlite_pool, Count, CreateOutcome, Found, RateStore, RefreshState, Session, SessionCheck,
-    SessionId, SessionPolicy, SessionStore, StoreError, StoreStats,
+    classify, Count, CreateOutcome, Found, RateStore, RefreshState, Session, SessionCheck, SessionId, SessionPolicy,
+    SessionStore, StoreError, StoreStats,
 };
 use crate::config::Overflow;
 

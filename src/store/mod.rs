@@ -2,24 +2,25 @@
 //!
 //! Users live in SQL (`UserStore`). Sessions live in a `SessionStore`: on the
 //! embedded default, SQLite for durability with the live sessions served from
-//! memory (`memory.rs`), so identify never waits on a disk.
+//! memory (`embedded_cache.rs`), so identify never waits on a disk.
 
+mod connect;
 pub mod embedded;
-pub mod memory;
+pub mod embedded_cache;
 pub mod postgres;
 pub mod redis;
 pub mod redis_tracking;
 pub mod sqlite;
+mod sqlite_pool;
 
-use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
 
 use async_trait::async_trait;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use base64::Engine;
 
-use crate::config::{Config, Overflow};
+use crate::config::Overflow;
+use crate::ids::SessionId;
+
+pub use connect::{connect, Mode, Stores};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -31,46 +32,6 @@ pub enum StoreError {
     Conflict,
     #[error(transparent)]
     Other(anyhow::Error),
-}
-
-/// A session id: 128 random bits, base64url (22 characters) on the wire.
-#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct SessionId(pub [u8; 16]);
-
-impl SessionId {
-    pub fn random() -> SessionId {
-        let mut b = [0u8; 16];
-        getrandom::fill(&mut b).expect("the OS random source is available");
-        SessionId(b)
-    }
-
-    pub fn parse(s: &str) -> Option<SessionId> {
-        if s.len() != 22 {
-            return None;
-        }
-        let bytes = URL_SAFE_NO_PAD.decode(s).ok()?;
-        Some(SessionId(bytes.try_into().ok()?))
-    }
-
-    pub fn from_slice(b: &[u8]) -> Option<SessionId> {
-        Some(SessionId(b.try_into().ok()?))
-    }
-
-    pub fn encode(&self) -> String {
-        URL_SAFE_NO_PAD.encode(self.0)
-    }
-}
-
-impl fmt::Debug for SessionId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "SessionId({})", self.encode())
-    }
-}
-
-impl fmt::Display for SessionId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.encode())
-    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -276,73 +237,6 @@ impl StoreStats {
     }
 }
 
-/// Who opens the stores: the server keeps live sessions in memory and follows
-/// changes made by other processes; a one-shot command reads and writes SQL only.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Mode {
-    Serve,
-    Command,
-}
-
-#[derive(Clone)]
-pub struct Stores {
-    pub users: Arc<dyn UserStore>,
-    pub sessions: Arc<dyn SessionStore>,
-    /// Lives beside the sessions: the embedded store, or Redis.
-    pub rates: Arc<dyn RateStore>,
-    pub stats: Arc<StoreStats>,
-}
-
-/// Opens (creating and migrating where needed) the stores the configuration names.
-pub async fn connect(config: &Config, mode: Mode) -> anyhow::Result<Stores> {
-    let stats = Arc::new(StoreStats::default());
-    let url = config.database_url.expose();
-    let users: Arc<dyn UserStore> = if url.starts_with("sqlite:") {
-        Arc::new(sqlite::SqliteUsers::connect(url, stats.clone()).await?)
-    } else {
-        Arc::new(
-            postgres::PgUsers::connect(url, stats.clone())
-                .await
-                .map_err(|e| anyhow::anyhow!("PASSPORT_DATABASE_URL ({}): {e}", config.database_url))?,
-        )
-    };
-    let (sessions, rates): (Arc<dyn SessionStore>, Arc<dyn RateStore>) = match &config.redis_url {
-        Some(redis_url) => {
-            let redis = Arc::new(
-                redis::RedisSessions::connect(
-                    redis_url.expose(),
-                    &config.redis_prefix,
-                    (mode == Mode::Serve && config.redis_session_cache).then_some(redis_tracking::Watch::UserKeys),
-                    stats.clone(),
-                )
-                .await
-                .map_err(|e| anyhow::anyhow!("PASSPORT_REDIS_URL ({redis_url}): {e}"))?,
-            );
-            (redis.clone(), redis)
-        }
-        None => {
-            let embedded =
-                embedded::EmbeddedSessions::open(&config.data_dir.join("sessions.db"), stats.clone()).await?;
-            match mode {
-                Mode::Serve => {
-                    let cached = Arc::new(memory::CachedSessions::start(embedded).await?);
-                    (cached.clone(), cached)
-                }
-                Mode::Command => {
-                    let embedded = Arc::new(embedded);
-                    (embedded.clone(), embedded)
-                }
-            }
-        }
-    };
-    Ok(Stores {
-        users,
-        sessions,
-        rates,
-        stats,
-    })
-}
-
 /// Classifies a sqlx error: reachability problems fail closed as `Unavailable`.
 pub(crate) fn classify(e: sqlx::Error) -> StoreError {
     use sqlx::Error as E;
@@ -370,51 +264,4 @@ pub(crate) fn classify(e: sqlx::Error) -> StoreError {
         }
         _ => StoreError::Other(e.into()),
     }
-}
-
-/// A SQLite pool of up to `max` connections. Each SQLite connection is a thread of
-/// sqlx's, started by whichever thread opens it; one started by a pinned runtime
-/// worker would be stuck on that worker's CPU (`scheduling`), so every new
-/// connection hands its thread back all the process's CPUs.
-///
-/// Connections are not pinged before use (sqlx pings by default): a SQLite
-/// connection is an open file in this process, with no peer that could have gone
-/// away, and the ping is one more hand-off to the connection's thread and back
-/// before every query. A failing file still fails the query itself.
-pub(crate) fn sqlite_pool(max: u32) -> sqlx::sqlite::SqlitePoolOptions {
-    sqlx::sqlite::SqlitePoolOptions::new()
-        .max_connections(max)
-        .acquire_timeout(std::time::Duration::from_secs(5))
-        .test_before_acquire(false)
-        .after_connect(|_, _| {
-            Box::pin(async {
-                crate::scheduling::release_threads_named(SQLITE_THREAD_NAME);
-                Ok(())
-            })
-        })
-}
-
-/// How sqlx names a SQLite connection's thread (`sqlx-sqlite-worker-<n>`), as the
-/// kernel keeps it: cut to 15 bytes.
-const SQLITE_THREAD_NAME: &str = "sqlx-sqlite-wor";
-
-/// SQLite connection options shared by every embedded file: WAL so readers never
-/// wait for the writer, `synchronous = FULL` so a commit that returned survives a
-/// crash or power loss, and a busy timeout for the command-line tool writing beside
-/// a running server.
-pub(crate) fn sqlite_options(url: &str) -> anyhow::Result<sqlx::sqlite::SqliteConnectOptions> {
-    use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqliteSynchronous};
-    use std::str::FromStr;
-    let opts = SqliteConnectOptions::from_str(url)?
-        .create_if_missing(true)
-        .journal_mode(SqliteJournalMode::Wal)
-        .synchronous(SqliteSynchronous::Full)
-        .busy_timeout(std::time::Duration::from_secs(5))
-        .foreign_keys(true);
-    if let Some(dir) = opts.get_filename().parent() {
-        if !dir.as_os_str().is_empty() {
-            std::fs::create_dir_all(dir).map_err(|e| anyhow::anyhow!("cannot create {}: {e}", dir.display()))?;
-        }
-    }
-    Ok(opts)
 }

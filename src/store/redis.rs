@@ -239,7 +239,8 @@ fn unhex(s: &str) -> [u8; 32] {
 impl RedisSessions {
     /// Connects to the node or cluster `url` names (failing if it cannot be reached
     /// now). With `track`, a single node's valid sessions are also kept in memory
-    /// (`redis_tracking`); a one-shot command has no use for that.
+    /// (`redis_tracking`), forgotten on any change under what it watches (a server
+    /// passes `Watch::user_keys(prefix)`); a one-shot command has no use for that.
     pub async fn connect(
         url: &str,
         prefix: &str,
@@ -266,7 +267,7 @@ impl RedisSessions {
                 let manager = ConnectionManager::new_with_config(client, config).await?;
                 if let Some(watch) = track {
                     let cache = Arc::new(NearCache::default());
-                    let tracker = redis_tracking::track(cache.clone(), info, prefix.to_owned(), watch, manager.clone());
+                    let tracker = redis_tracking::track(cache.clone(), info, watch, manager.clone());
                     near = Some((cache, tokio::spawn(tracker)));
                 }
                 Conn::Single(manager)

@@ -251,13 +251,25 @@ fn session_of_key(key: &[u8]) -> Option<SessionId> {
     SessionId::parse(std::str::from_utf8(sid).ok()?)
 }
 
-/// What a tracker follows: every user key, or (tests only) nothing at all.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Watch {
-    UserKeys,
-    /// Asks for invalidations of a prefix nothing is written under, so that only
-    /// this process's own `forget` calls change what is kept: a test of those.
-    NothingForTests,
+/// Which keys' changes end what a tracker keeps: the keys under a prefix
+/// (Redis's `BCAST PREFIX`). A server watches every user key of its store
+/// ([`Watch::user_keys`]); a test that must see only this process's own
+/// bookkeeping at work watches a prefix nothing is written under.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Watch {
+    prefix: String,
+}
+
+impl Watch {
+    /// Every user key of a store whose keys start with `store_prefix`.
+    pub fn user_keys(store_prefix: &str) -> Watch {
+        Watch::prefix(format!("{store_prefix}{{u"))
+    }
+
+    /// Every key that starts with `prefix`.
+    pub fn prefix(prefix: String) -> Watch {
+        Watch { prefix }
+    }
 }
 
 /// Keeps `cache` fed from Redis for as long as the task runs: connects, asks for
@@ -266,17 +278,8 @@ pub enum Watch {
 /// connection, whose server the tracked one must be. If Redis refuses tracking,
 /// identify asks Redis every time, and the tracker asks again every
 /// [`REFUSED_RETRY_AFTER`].
-pub async fn track(
-    cache: Arc<NearCache>,
-    mut info: redis::ConnectionInfo,
-    prefix: String,
-    watch: Watch,
-    store: ConnectionManager,
-) {
-    let watched = match watch {
-        Watch::UserKeys => format!("{prefix}{{u"),
-        Watch::NothingForTests => format!("{prefix}{{nothing}}"),
-    };
+pub async fn track(cache: Arc<NearCache>, mut info: redis::ConnectionInfo, watch: Watch, store: ConnectionManager) {
+    let watched = watch.prefix;
     info.redis.protocol = redis::ProtocolVersion::RESP3;
     let client = match redis::Client::open(info) {
         Ok(client) => client,

@@ -5,7 +5,8 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use sqlx::{Row, SqlitePool};
 
-use super::{classify, sqlite_options, sqlite_pool, StoreError, StoreStats, UserRecord, UserStore};
+use super::sqlite_pool::{sqlite_options, sqlite_pool};
+use super::{classify, StoreError, StoreStats, UserRecord, UserStore};
 
 pub struct SqliteUsers {
     pool: SqlitePool,

@@ -77,7 +77,7 @@ async fn kill_9_during_registrations_loses_no_answered_one() {
     assert!(answered.len() >= 40);
     let app = spawn_in(tmp.path(), &[]).await;
     for mobile in &answered {
-        let found = app.state.users.find_by_mobile(mobile).await.unwrap();
+        let found = app.state.stores.users.find_by_mobile(mobile).await.unwrap();
         assert!(found.is_some(), "{mobile} was answered 201 but is gone after kill -9");
     }
     app.stop().await;

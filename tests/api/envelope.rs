@@ -148,8 +148,10 @@ async fn messages_follow_accept_language() {
 async fn disabled_account_is_refused_after_the_password_check() {
     let app = spawn_app().await;
     app.register("13800000012", PASSWORD).await;
-    let user = passport::users::find(&app.state, "13800000012").await.unwrap().unwrap();
-    passport::users::set_disabled(&app.state, &user, true, &passport::audit::RequestMeta::command())
+    let user = app.state.accounts.find("13800000012").await.unwrap().unwrap();
+    app.state
+        .accounts
+        .set_disabled(&user, true, &passport::audit::RequestMeta::command())
         .await
         .unwrap();
     assert_error(app.login_raw("13800000012", PASSWORD).await, 403, "account_disabled").await;
@@ -203,14 +205,14 @@ async fn unreachable_stores_fail_closed() {
     let login = app.signup_and_login("13800000013").await;
     let token = login["token"].as_str().unwrap();
 
-    app.state.sessions.close().await;
+    app.state.stores.sessions.close().await;
     assert_error(app.me(token).await, 503, "store_unavailable").await;
     let r = app.client.get(app.url("/readyz")).send().await.unwrap();
     assert_error(r, 503, "store_unavailable").await;
     // Liveness needs no store.
     assert_ok(app.client.get(app.url("/healthz")).send().await.unwrap(), 200).await;
 
-    app.state.users.close().await;
+    app.state.stores.users.close().await;
     assert_error(app.register("13800000014", PASSWORD).await, 503, "store_unavailable").await;
     assert_error(app.login_raw("13800000013", PASSWORD).await, 503, "store_unavailable").await;
     app.stop().await;

@@ -3,14 +3,13 @@
 
 use std::path::{Path, PathBuf};
 
-use passport::config::Sources;
-use passport::{App, AppState, Config};
+pub use super::support::{settings, SECRET};
+use passport::{App, AppState};
 use reqwest::{Response, StatusCode};
 use serde_json::{json, Value};
 use tempfile::TempDir;
 use tokio::sync::oneshot;
 
-pub const SECRET: &str = "integration-test-secret-0123456789abcdef";
 pub const PASSWORD: &str = "correct horse battery staple";
 
 pub struct TestApp {
@@ -22,31 +21,6 @@ pub struct TestApp {
     server: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
     // Held so the directory lives as long as the app (None when the caller owns it).
     _tmp: Option<TempDir>,
-}
-
-/// The settings every test app gets, plus `extra` (which win).
-pub fn settings(dir: &Path, extra: &[(&str, &str)]) -> Vec<(String, String)> {
-    let mut s = vec![
-        ("listen".to_owned(), "127.0.0.1:0".to_owned()),
-        ("data_dir".to_owned(), dir.join("data").display().to_string()),
-        (
-            "audit_log".to_owned(),
-            dir.join("logs/user_action.log").display().to_string(),
-        ),
-        ("secret_key".to_owned(), SECRET.to_owned()),
-        // Most tests send many requests from one address; the throttling tests set
-        // their own limits.
-        ("rate_login_ip".to_owned(), "100000/60".to_owned()),
-        ("rate_register_ip".to_owned(), "100000/60".to_owned()),
-    ];
-    for (k, v) in extra {
-        s.retain(|(key, _)| key != k);
-        // An empty value removes the setting (to run on its default).
-        if !v.is_empty() {
-            s.push(((*k).to_owned(), (*v).to_owned()));
-        }
-    }
-    s
 }
 
 pub async fn spawn_app() -> TestApp {
@@ -63,7 +37,7 @@ pub async fn spawn_app_with(extra: &[(&str, &str)]) -> TestApp {
 
 /// An app on an existing directory (to restart on the same data).
 pub async fn spawn_in(dir: &Path, extra: &[(&str, &str)]) -> TestApp {
-    let config = Config::from_sources(&Sources::from_pairs(settings(dir, extra))).expect("test config");
+    let config = super::support::config(dir, extra);
     let app = App::build(config).await.expect("app builds");
     let addr = app.local_addr();
     let state = app.state();

@@ -10,14 +10,15 @@ async fn identify_reads_memory_only() {
     let app = spawn_app().await;
     let login = app.signup_and_login("13800000050").await;
     let header = format!("JWT {}", login["token"].as_str().unwrap());
-    let stats = app.state.stats.clone();
+    let stats = app.state.stores.stats.clone();
     let before = (
         StoreStats::get(&stats.user_queries),
         StoreStats::get(&stats.session_checks_sql),
         StoreStats::get(&stats.session_checks_memory),
     );
     for _ in 0..100 {
-        let who = passport::identify::identify(&app.state, Some(header.as_bytes())).await;
+        let who =
+            passport::identify::identify(&app.state.keys, &*app.state.stores.sessions, Some(header.as_bytes())).await;
         assert!(who.is_ok());
     }
     let after = (
@@ -60,14 +61,18 @@ async fn identify_on_redis_reads_memory_once_tracking_is_current() {
         .await;
         let login = app.signup_and_login(mobile).await;
         let header = format!("JWT {}", login["token"].as_str().unwrap());
-        let stats = app.state.stats.clone();
+        let stats = app.state.stores.stats.clone();
         // Tracking starts in the background; the first identifies may ask Redis.
         let start = std::time::Instant::now();
         while cache == "true" && StoreStats::get(&stats.session_checks_memory) == 0 {
             assert!(start.elapsed().as_secs() < 10, "nothing answered from memory");
-            assert!(passport::identify::identify(&app.state, Some(header.as_bytes()))
-                .await
-                .is_ok());
+            assert!(passport::identify::identify(
+                &app.state.keys,
+                &*app.state.stores.sessions,
+                Some(header.as_bytes())
+            )
+            .await
+            .is_ok());
             tokio::time::sleep(std::time::Duration::from_millis(20)).await;
         }
         if cache == "false" {
@@ -79,7 +84,9 @@ async fn identify_on_redis_reads_memory_once_tracking_is_current() {
             StoreStats::get(&stats.session_checks_memory),
         );
         for _ in 0..100 {
-            let who = passport::identify::identify(&app.state, Some(header.as_bytes())).await;
+            let who =
+                passport::identify::identify(&app.state.keys, &*app.state.stores.sessions, Some(header.as_bytes()))
+                    .await;
             assert!(who.is_ok());
         }
         assert_eq!(
@@ -101,9 +108,11 @@ async fn identify_on_redis_reads_memory_once_tracking_is_current() {
             200,
         )
         .await;
-        assert!(passport::identify::identify(&app.state, Some(header.as_bytes()))
-            .await
-            .is_err());
+        assert!(
+            passport::identify::identify(&app.state.keys, &*app.state.stores.sessions, Some(header.as_bytes()))
+                .await
+                .is_err()
+        );
         app.stop().await;
     }
 }

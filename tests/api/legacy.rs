@@ -38,7 +38,7 @@ async fn werkzeug_and_bcrypt_hashes_log_in_and_are_rehashed_to_argon2id() {
             created_at: 1_700_000_000,
             last_login: None,
         };
-        assert!(app.state.users.import(&user).await.unwrap());
+        assert!(app.state.stores.users.import(&user).await.unwrap());
         let password = hashes[name]["password"].as_str().unwrap();
         assert_error(
             app.login_raw(&mobile, "not the password").await,
@@ -50,6 +50,7 @@ async fn werkzeug_and_bcrypt_hashes_log_in_and_are_rehashed_to_argon2id() {
         assert_eq!(login["user_id"], 500 + i as i64, "{name}");
         let stored = app
             .state
+            .stores
             .users
             .find_by_mobile(&mobile)
             .await

@@ -152,13 +152,14 @@ async fn refresh_of_an_ended_session_is_invalid() {
 
 #[tokio::test]
 async fn a_digest_planted_in_the_session_store_mints_nothing() {
+    use passport::ids::SessionId;
     use passport::refresh::RefreshToken;
-    use passport::store::{RefreshState, Session, SessionId};
+    use passport::store::{RefreshState, Session};
     use sha2::Digest;
     let app = spawn_app_with(&[("max_sessions", "5")]).await;
     let user_id = app.signup_and_login("13800000105").await["user_id"].as_i64().unwrap();
     let now = passport::clock::now();
-    let policy = app.state.session_policy();
+    let policy = passport::sessions::policy(&app.state.config);
     let plant = |token: &RefreshToken, digest: [u8; 32]| Session {
         session_id: token.session_id,
         user_id,
@@ -178,6 +179,7 @@ async fn a_digest_planted_in_the_session_store_mints_nothing() {
     let forged = RefreshToken::first(user_id, SessionId::random());
     let plain: [u8; 32] = sha2::Sha256::digest(forged.encode().as_bytes()).into();
     app.state
+        .stores
         .sessions
         .create(&plant(&forged, plain), &policy, now)
         .await
@@ -187,6 +189,7 @@ async fn a_digest_planted_in_the_session_store_mints_nothing() {
     let real = RefreshToken::first(user_id, SessionId::random());
     let keyed = real.digest(&app.state.keys.refresh_digest_keys()[0]);
     app.state
+        .stores
         .sessions
         .create(&plant(&real, keyed), &policy, now)
         .await

@@ -480,6 +480,39 @@ impl PrivatePostgres {
     }
 }
 
+/// The signing secret of every test server.
+pub const SECRET: &str = "integration-test-secret-0123456789abcdef";
+
+/// The settings every test server gets (port 0, files in `dir`, the test secret,
+/// per-IP limits high enough for many requests from one address), plus `extra`,
+/// which win; an empty value in `extra` removes the setting, to run on its default.
+pub fn settings(dir: &Path, extra: &[(&str, &str)]) -> Vec<(String, String)> {
+    let mut s: Vec<(String, String)> = vec![
+        ("listen".into(), "127.0.0.1:0".into()),
+        ("data_dir".into(), dir.join("data").display().to_string()),
+        (
+            "audit_log".into(),
+            dir.join("logs/user_action.log").display().to_string(),
+        ),
+        ("secret_key".into(), SECRET.into()),
+        ("rate_login_ip".into(), "100000/60".into()),
+        ("rate_register_ip".into(), "100000/60".into()),
+    ];
+    for (k, v) in extra {
+        s.retain(|(key, _)| key != k);
+        if !v.is_empty() {
+            s.push(((*k).into(), (*v).into()));
+        }
+    }
+    s
+}
+
+/// The configuration `settings` gives, as an in-process server reads it.
+pub fn config(dir: &Path, extra: &[(&str, &str)]) -> passport::Config {
+    let sources = passport::config::Sources::from_pairs(settings(dir, extra)).expect("known settings");
+    passport::Config::from_sources(&sources).expect("test config")
+}
+
 /// The binary `bin` with these settings, each as its flag, except `secret_key`,
 /// which goes by environment (never on a command line others can read); no
 /// configuration file.

@@ -1,0 +1,260 @@
+//! The value types of the settings and the parsers that read them from text.
+//!
+//! A parser gets the raw text a flag, a variable or a file gave and answers the
+//! typed value or the problem in words; `ConfigError` adds which setting it was.
+
+use std::fmt;
+use std::net::IpAddr;
+use std::ops::RangeInclusive;
+use std::path::PathBuf;
+use std::str::FromStr;
+
+use ipnet::IpNet;
+
+use crate::i18n::Lang;
+
+/// RFC 7518 §3.2: an HS256 key must be at least as long as the hash output.
+pub const MIN_SECRET_LEN: usize = 32;
+
+/// The most leeway SPEC §4 allows: a larger one would make `exp` meaningless.
+pub const MAX_LEEWAY: u64 = 300;
+
+/// Longest lifetime accepted (ten years): far beyond any sane setting, far below
+/// where `now + ttl` could overflow.
+pub const MAX_TTL: u64 = 10 * 366 * 86_400;
+
+/// What to do when a login finds `max_sessions` already live.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Overflow {
+    EvictOldest,
+    Reject,
+}
+
+/// A rate limit: at most `count` per `window` seconds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RateLimit {
+    pub count: u32,
+    pub window: i64,
+}
+
+impl FromStr for RateLimit {
+    type Err = ();
+    fn from_str(s: &str) -> Result<Self, ()> {
+        let (count, window) = s.trim().split_once('/').ok_or(())?;
+        let count: u32 = count.trim().parse().map_err(|_| ())?;
+        let window: i64 = window.trim().parse().map_err(|_| ())?;
+        if count == 0 || !(1..=MAX_TTL as i64).contains(&window) {
+            return Err(());
+        }
+        Ok(RateLimit { count, window })
+    }
+}
+
+/// A signing secret given inline; never printed.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(Vec<u8>);
+
+impl Secret {
+    pub fn expose(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
+/// Where the HS256 signing secret comes from.
+#[derive(Clone)]
+pub enum SecretSource {
+    /// `PASSPORT_SECRET_KEY`: its UTF-8 bytes are the key.
+    Inline(Vec<u8>),
+    /// `PASSPORT_SECRET_KEY_FILE`: the file's bytes, less one trailing newline.
+    File(PathBuf),
+    /// Neither given: generated once and kept as `secret.key` in the data directory.
+    Generated,
+}
+
+impl fmt::Debug for SecretSource {
+    // The secret itself never reaches a log or a Debug print.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SecretSource::Inline(_) => f.write_str("Inline(<redacted>)"),
+            SecretSource::File(p) => write!(f, "File({})", p.display()),
+            SecretSource::Generated => f.write_str("Generated"),
+        }
+    }
+}
+
+/// A connection URL whose `Debug`/`Display` hide the password.
+#[derive(Clone, PartialEq, Eq)]
+pub struct StoreUrl(String);
+
+impl StoreUrl {
+    pub fn new(url: String) -> StoreUrl {
+        StoreUrl(url)
+    }
+
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for StoreUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
+    }
+}
+
+impl fmt::Display for StoreUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // scheme://user:password@host → scheme://user:***@host
+        let s = &self.0;
+        match (s.find("://"), s.rfind('@')) {
+            (Some(start), Some(at)) if at > start => {
+                let creds = &s[start + 3..at];
+                match creds.find(':') {
+                    Some(colon) => write!(f, "{}{}:***{}", &s[..start + 3], &creds[..colon], &s[at..]),
+                    None => f.write_str(s),
+                }
+            }
+            _ => f.write_str(s),
+        }
+    }
+}
+
+/// What a parser answers: the value, or what is wrong with the text.
+pub type Parsed<T> = Result<T, String>;
+
+/// Any `FromStr` value, surrounding blanks ignored; `what` says what was expected.
+pub fn parsed<T: FromStr>(what: &'static str) -> impl Fn(&str) -> Parsed<T> {
+    move |raw| raw.trim().parse().map_err(|_| format!("expected {what}, got {raw:?}"))
+}
+
+/// An integer within `range`; `unit` follows the bounds in the message.
+pub fn number<T>(what: &'static str, range: RangeInclusive<T>, unit: &'static str) -> impl Fn(&str) -> Parsed<T>
+where
+    T: FromStr + PartialOrd + fmt::Display + Bounded,
+{
+    move |raw| {
+        let v: T = parsed(what)(raw)?;
+        if range.contains(&v) {
+            Ok(v)
+        } else if *range.end() == T::MAX {
+            Err(format!("must be at least {}{unit}", range.start()))
+        } else {
+            Err(format!("must be between {} and {}{unit}", range.start(), range.end()))
+        }
+    }
+}
+
+/// The largest value of an integer type, so that an open range reads "at least".
+pub trait Bounded {
+    const MAX: Self;
+}
+
+impl Bounded for u32 {
+    const MAX: u32 = u32::MAX;
+}
+impl Bounded for u64 {
+    const MAX: u64 = u64::MAX;
+}
+impl Bounded for usize {
+    const MAX: usize = usize::MAX;
+}
+
+/// Lifetimes: whole seconds from 1 to ten years.
+pub fn seconds(raw: &str) -> Parsed<u64> {
+    number("whole seconds", 1..=MAX_TTL, " seconds")(raw)
+}
+
+/// One of a few words.
+pub fn one_of<T: Copy>(choices: &'static [(&'static str, T)]) -> impl Fn(&str) -> Parsed<T> {
+    move |raw| {
+        let word = raw.trim();
+        choices
+            .iter()
+            .find(|(name, _)| *name == word)
+            .map(|(_, v)| *v)
+            .ok_or_else(|| {
+                let names: Vec<&str> = choices.iter().map(|(name, _)| *name).collect();
+                format!("expected {}, got {word:?}", names.join(" or "))
+            })
+    }
+}
+
+pub const OVERFLOWS: &[(&str, Overflow)] = &[("evict_oldest", Overflow::EvictOldest), ("reject", Overflow::Reject)];
+pub const LANGS: &[(&str, Lang)] = &[("en", Lang::En), ("zh", Lang::Zh)];
+
+/// The text as given.
+pub fn verbatim(raw: &str) -> Parsed<String> {
+    Ok(raw.to_owned())
+}
+
+/// The text as given, which must not be empty.
+pub fn non_empty(raw: &str) -> Parsed<String> {
+    if raw.is_empty() {
+        return Err("must not be empty".into());
+    }
+    Ok(raw.to_owned())
+}
+
+/// A path; empty means none.
+pub fn optional_path(raw: &str) -> Parsed<Option<PathBuf>> {
+    Ok((!raw.is_empty()).then(|| PathBuf::from(raw)))
+}
+
+pub fn database_url(raw: &str) -> Parsed<StoreUrl> {
+    if !(raw.starts_with("sqlite:") || raw.starts_with("postgres://") || raw.starts_with("postgresql://")) {
+        return Err("must start with sqlite: or postgres://".into());
+    }
+    Ok(StoreUrl(raw.to_owned()))
+}
+
+/// A Redis URL, several separated by commas (a cluster); blank means none.
+pub fn redis_url(raw: &str) -> Parsed<Option<StoreUrl>> {
+    if raw.trim().is_empty() {
+        return Ok(None);
+    }
+    let known = |part: &str| {
+        let p = part.trim();
+        p.starts_with("redis://") || p.starts_with("rediss://") || p.starts_with("redis+cluster://")
+    };
+    if !raw.split(',').all(known) {
+        return Err("every URL must start with redis://, rediss:// or redis+cluster://".into());
+    }
+    Ok(Some(StoreUrl(raw.to_owned())))
+}
+
+pub fn secret(raw: &str) -> Parsed<Option<Secret>> {
+    if raw.len() < MIN_SECRET_LEN {
+        return Err(format!("must be at least {MIN_SECRET_LEN} bytes"));
+    }
+    Ok(Some(Secret(raw.as_bytes().to_vec())))
+}
+
+/// CIDRs separated by commas; a bare address means a single host.
+pub fn networks(raw: &str) -> Parsed<Vec<IpNet>> {
+    let mut nets = Vec::new();
+    for part in raw.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let net = part
+            .parse::<IpNet>()
+            .or_else(|_| part.parse::<IpAddr>().map(IpNet::from))
+            .map_err(|_| format!("{part:?} is not a CIDR like 10.0.0.0/8"))?;
+        nets.push(net);
+    }
+    Ok(nets)
+}
+
+pub fn region(raw: &str) -> Parsed<phonenumber::country::Id> {
+    let region = raw.trim().to_ascii_uppercase();
+    phonenumber::country::Id::from_str(&region)
+        .map_err(|_| format!("{region:?} is not an ISO 3166 region code like CN"))
+}
+
+/// The number of CPUs this process may use: the default of thread counts.
+pub fn cores() -> usize {
+    std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2)
+}
