@@ -10,8 +10,8 @@ use axum::body::Body;
 use axum::http::{header, Request, StatusCode};
 use axum::Router;
 use criterion::{criterion_group, criterion_main, Criterion};
-use passport::state::AppState;
 use passport::config::{Config, Sources};
+use passport::state::AppState;
 use passport::store::Mode;
 use tower::ServiceExt;
 

@@ -166,14 +166,20 @@ mod tests {
     use super::*;
     use crate::service_fixtures::{from_ip, Fixture, GENEROUS};
 
+    /// A limiter over a fresh store with generous limits less what `tighten`
+    /// changes, and a request from an address.
+    async fn setup(tighten: impl FnOnce(&mut Limits)) -> (Fixture, RateLimiter, RequestMeta) {
+        let f = Fixture::new().await;
+        let mut limits = GENEROUS;
+        tighten(&mut limits);
+        let limiter = f.limiter(limits);
+        (f, limiter, from_ip("192.0.2.1"))
+    }
+
     #[tokio::test]
     async fn an_address_over_its_limit_is_refused_with_a_wait() {
-        let f = Fixture::new().await;
-        let limiter = f.limiter(Limits {
-            login_ip: RateLimit { count: 2, window: 60 },
-            ..GENEROUS
-        });
-        let (a, b) = (from_ip("192.0.2.1"), from_ip("192.0.2.2"));
+        let (f, limiter, a) = setup(|l| l.login_ip = RateLimit { count: 2, window: 60 }).await;
+        let b = from_ip("192.0.2.2");
         limiter.login_attempt(&a).await.unwrap();
         limiter.login_attempt(&a).await.unwrap();
         match limiter.login_attempt(&a).await {
@@ -192,12 +198,7 @@ mod tests {
 
     #[tokio::test]
     async fn registrations_have_a_limit_of_their_own() {
-        let f = Fixture::new().await;
-        let limiter = f.limiter(Limits {
-            register_ip: RateLimit { count: 1, window: 3600 },
-            ..GENEROUS
-        });
-        let a = from_ip("192.0.2.1");
+        let (_f, limiter, a) = setup(|l| l.register_ip = RateLimit { count: 1, window: 3600 }).await;
         limiter.register_attempt(&a).await.unwrap();
         assert!(matches!(
             limiter.register_attempt(&a).await,
@@ -208,12 +209,7 @@ mod tests {
 
     #[tokio::test]
     async fn an_account_out_of_failures_is_refused_and_a_success_clears_them() {
-        let f = Fixture::new().await;
-        let limiter = f.limiter(Limits {
-            login_account: RateLimit { count: 2, window: 900 },
-            ..GENEROUS
-        });
-        let meta = from_ip("192.0.2.1");
+        let (_f, limiter, meta) = setup(|l| l.login_account = RateLimit { count: 2, window: 900 }).await;
         let (alice, bob) = ("+8613800000001", "+8613800000002");
         let clean = limiter.check_account(alice, &meta).await.unwrap();
         assert!(!clean.had_failures);
@@ -235,9 +231,7 @@ mod tests {
 
     #[tokio::test]
     async fn consecutive_failures_are_capped_beyond_the_window() {
-        let f = Fixture::new().await;
-        let limiter = f.limiter(GENEROUS);
-        let meta = from_ip("192.0.2.1");
+        let (_f, limiter, meta) = setup(|_| {}).await;
         let mobile = "+8613800000003";
         for _ in 0..MAX_CONSECUTIVE_FAILURES.count {
             limiter.login_failed(mobile).await.unwrap();

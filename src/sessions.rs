@@ -164,6 +164,13 @@ mod tests {
         }
     }
 
+    /// Sessions under this policy over a fresh store, and a request from an address.
+    async fn setup(max_sessions: u32, overflow: Overflow) -> (Fixture, Sessions, RequestMeta) {
+        let f = Fixture::new().await;
+        let sessions = f.sessions(policy(max_sessions, overflow));
+        (f, sessions, from_ip("192.0.2.1"))
+    }
+
     async fn check(f: &Fixture, s: &Session) -> SessionCheck {
         let now = crate::clock::now();
         let store = f.session_store();
@@ -172,9 +179,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_new_session_keeps_only_its_refresh_digest_and_evicts_the_oldest() {
-        let f = Fixture::new().await;
-        let sessions = f.sessions(policy(1, Overflow::EvictOldest));
-        let meta = from_ip("192.0.2.1");
+        let (f, sessions, meta) = setup(1, Overflow::EvictOldest).await;
         let (first, _) = sessions.open(7, Some("phone".into()), &meta).await.unwrap();
         let (second, refresh) = sessions.open(7, None, &meta).await.unwrap();
         assert_eq!(check(&f, &first).await, SessionCheck::Replaced);
@@ -195,9 +200,7 @@ mod tests {
 
     #[tokio::test]
     async fn the_reject_policy_refuses_a_session_beyond_the_limit() {
-        let f = Fixture::new().await;
-        let sessions = f.sessions(policy(1, Overflow::Reject));
-        let meta = from_ip("192.0.2.1");
+        let (f, sessions, meta) = setup(1, Overflow::Reject).await;
         let (first, _) = sessions.open(7, None, &meta).await.unwrap();
         assert!(matches!(
             sessions.open(7, None, &meta).await,
@@ -210,9 +213,7 @@ mod tests {
 
     #[tokio::test]
     async fn logout_ends_only_the_callers_session_and_others_are_not_found() {
-        let f = Fixture::new().await;
-        let sessions = f.sessions(policy(2, Overflow::EvictOldest));
-        let meta = from_ip("192.0.2.1");
+        let (f, sessions, meta) = setup(2, Overflow::EvictOldest).await;
         let (a, _) = sessions.open(7, None, &meta).await.unwrap();
         let (b, _) = sessions.open(7, None, &meta).await.unwrap();
         let (other, _) = sessions.open(8, None, &meta).await.unwrap();
@@ -236,9 +237,7 @@ mod tests {
 
     #[tokio::test]
     async fn logout_all_ends_every_session_and_audits_each() {
-        let f = Fixture::new().await;
-        let sessions = f.sessions(policy(3, Overflow::EvictOldest));
-        let meta = from_ip("192.0.2.1");
+        let (f, sessions, meta) = setup(3, Overflow::EvictOldest).await;
         let mut opened = Vec::new();
         for device in ["a", "b", "c"] {
             opened.push(sessions.open(7, Some(device.into()), &meta).await.unwrap().0);

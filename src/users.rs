@@ -367,10 +367,26 @@ mod tests {
         f.accounts(policy(1, Overflow::EvictOldest), GENEROUS)
     }
 
+    /// Accounts over a fresh store, with the user 13800000001 registered.
+    async fn with_user(max_sessions: u32, limits: Limits) -> (Fixture, Accounts) {
+        let f = Fixture::new().await;
+        let accounts = f.accounts(policy(max_sessions, Overflow::EvictOldest), limits);
+        let meta = RequestMeta::command();
+        accounts.register("13800000001", PASSWORD.into(), &meta).await.unwrap();
+        (f, accounts)
+    }
+
     async fn login(accounts: &Accounts, mobile: &str, password: &str) -> Result<LoginOk, ApiError> {
         accounts
             .login(mobile, password.to_owned(), None, &from_ip("192.0.2.1"))
             .await
+    }
+
+    /// A login of 13800000001, and the account as stored.
+    async fn logged_in(accounts: &Accounts) -> (LoginOk, UserRecord) {
+        let ok = login(accounts, "13800000001", PASSWORD).await.unwrap();
+        let user = accounts.find("13800000001").await.unwrap().unwrap();
+        (ok, user)
     }
 
     /// The identity a login's token gives, checked as every request checks it.
@@ -409,12 +425,7 @@ mod tests {
 
     #[tokio::test]
     async fn login_answers_an_unknown_mobile_as_a_wrong_password() {
-        let f = Fixture::new().await;
-        let accounts = one_session(&f);
-        accounts
-            .register("13800000001", PASSWORD.into(), &from_ip("192.0.2.1"))
-            .await
-            .unwrap();
+        let (f, accounts) = with_user(1, GENEROUS).await;
         let unknown = login(&accounts, "13800000009", PASSWORD).await.unwrap_err();
         let wrong = login(&accounts, "13800000001", "not the password").await.unwrap_err();
         assert_eq!(
@@ -437,16 +448,15 @@ mod tests {
 
     #[tokio::test]
     async fn failed_logins_use_up_the_account_before_the_password_is_checked() {
-        let f = Fixture::new().await;
-        let limits = Limits {
-            login_account: RateLimit { count: 2, window: 900 },
-            ..GENEROUS
-        };
-        let accounts = f.accounts(policy(1, Overflow::EvictOldest), limits);
-        accounts
-            .register("13800000001", PASSWORD.into(), &from_ip("192.0.2.1"))
-            .await
-            .unwrap();
+        let login_account = RateLimit { count: 2, window: 900 };
+        let (_f, accounts) = with_user(
+            1,
+            Limits {
+                login_account,
+                ..GENEROUS
+            },
+        )
+        .await;
         for _ in 0..2 {
             assert!(login(&accounts, "13800000001", "wrong").await.is_err());
         }
@@ -457,12 +467,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_second_login_replaces_the_first_session() {
-        let f = Fixture::new().await;
-        let accounts = one_session(&f);
-        accounts
-            .register("13800000001", PASSWORD.into(), &from_ip("192.0.2.1"))
-            .await
-            .unwrap();
+        let (f, accounts) = with_user(1, GENEROUS).await;
         let first = login(&accounts, "13800000001", PASSWORD).await.unwrap();
         let second = login(&accounts, "13800000001", PASSWORD).await.unwrap();
         assert_eq!(who(&f, &first).await.unwrap_err().code(), "session_replaced");
@@ -471,12 +476,9 @@ mod tests {
 
     #[tokio::test]
     async fn disabling_ends_sessions_and_refuses_logins_until_enabled() {
-        let f = Fixture::new().await;
-        let accounts = one_session(&f);
+        let (f, accounts) = with_user(1, GENEROUS).await;
         let meta = RequestMeta::command();
-        accounts.register("13800000001", PASSWORD.into(), &meta).await.unwrap();
-        let ok = login(&accounts, "13800000001", PASSWORD).await.unwrap();
-        let user = accounts.find("13800000001").await.unwrap().unwrap();
+        let (ok, user) = logged_in(&accounts).await;
 
         assert_eq!(accounts.set_disabled(&user, true, &meta).await.unwrap(), 1);
         assert_eq!(who(&f, &ok).await.unwrap_err().code(), "session_revoked");
@@ -491,10 +493,8 @@ mod tests {
 
     #[tokio::test]
     async fn a_password_change_needs_the_old_one_and_ends_every_session() {
-        let f = Fixture::new().await;
-        let accounts = f.accounts(policy(2, Overflow::EvictOldest), GENEROUS);
+        let (f, accounts) = with_user(2, GENEROUS).await;
         let meta = from_ip("192.0.2.1");
-        accounts.register("13800000001", PASSWORD.into(), &meta).await.unwrap();
         let a = login(&accounts, "13800000001", PASSWORD).await.unwrap();
         let b = login(&accounts, "13800000001", PASSWORD).await.unwrap();
         let me = who(&f, &a).await.unwrap();
@@ -520,12 +520,9 @@ mod tests {
 
     #[tokio::test]
     async fn an_administrative_password_set_ends_sessions() {
-        let f = Fixture::new().await;
-        let accounts = one_session(&f);
+        let (f, accounts) = with_user(1, GENEROUS).await;
         let meta = RequestMeta::command();
-        accounts.register("13800000001", PASSWORD.into(), &meta).await.unwrap();
-        let ok = login(&accounts, "13800000001", PASSWORD).await.unwrap();
-        let user = accounts.find("13800000001").await.unwrap().unwrap();
+        let (ok, user) = logged_in(&accounts).await;
         let weak = accounts
             .set_password(&user, "password".into(), &meta)
             .await
@@ -571,12 +568,7 @@ mod tests {
 
     #[tokio::test]
     async fn the_profile_is_the_callers() {
-        let f = Fixture::new().await;
-        let accounts = one_session(&f);
-        accounts
-            .register("13800000001", PASSWORD.into(), &from_ip("192.0.2.1"))
-            .await
-            .unwrap();
+        let (f, accounts) = with_user(1, GENEROUS).await;
         let ok = login(&accounts, "13800000001", PASSWORD).await.unwrap();
         let me = who(&f, &ok).await.unwrap();
         assert_eq!(me.scheme, Scheme::Jwt);
