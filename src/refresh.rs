@@ -13,14 +13,14 @@
 //!   current digest, and revoke the session. A token that is not an ancestor of the
 //!   current one is merely invalid, so guessing at a session cannot end it.
 
+use std::sync::Arc;
+
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use hmac::{Hmac, Mac};
 use serde::Serialize;
 use sha2::Sha256;
 use subtle::ConstantTimeEq;
-
-use std::sync::Arc;
 
 use crate::audit::{Audit, AuditEvent, Event, RequestMeta};
 use crate::error::ApiError;

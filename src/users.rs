@@ -447,9 +447,9 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn failed_logins_use_up_the_account_before_the_password_is_checked() {
+    async fn an_account_out_of_failures_is_refused_even_with_the_right_password() {
         let login_account = RateLimit { count: 2, window: 900 };
-        let (_f, accounts) = with_user(
+        let (f, accounts) = with_user(
             1,
             Limits {
                 login_account,
@@ -460,9 +460,12 @@ mod tests {
         for _ in 0..2 {
             assert!(login(&accounts, "13800000001", "wrong").await.is_err());
         }
-        // Now even the right password is refused, without saying it was right.
+        // Now even the right password is refused, the same way, and opens nothing.
         let err = login(&accounts, "13800000001", PASSWORD).await.unwrap_err();
         assert_eq!(err.code(), "rate_limited");
+        assert_eq!(f.count_events("login").await, 0);
+        let user = accounts.find("13800000001").await.unwrap().unwrap();
+        assert_eq!(user.last_login, None);
     }
 
     #[tokio::test]

@@ -103,16 +103,16 @@ settings! {
     /// Prefix of every Redis key.
     redis_prefix: String = "passport:".to_owned(),
         parse: values::verbatim, example: "pp:";
-    /// HS256 signing secret (its UTF-8 bytes), at least 32 bytes.
-    secret_key: Option<Secret> = None,
-        parse: values::secret, example: "an-example-secret-of-32-bytes-or-more", secret;
     /// A file whose bytes (less one trailing newline) are the signing secret.
     secret_key_file: Option<PathBuf> = None,
-        parse: |raw| match secret_key {
+        parse: |raw| Ok(Some(PathBuf::from(raw))), example: "/run/secrets/passport.key";
+    /// HS256 signing secret (its UTF-8 bytes), at least 32 bytes.
+    secret_key: Option<Secret> = None,
+        parse: |raw| match secret_key_file {
             Some(_) => Err("give either PASSPORT_SECRET_KEY or PASSPORT_SECRET_KEY_FILE, not both".to_owned()),
-            None => Ok(Some(PathBuf::from(raw))),
+            None => values::secret(raw),
         },
-        example: "/run/secrets/passport.key";
+        example: "an-example-secret-of-32-bytes-or-more", secret;
     /// Key ring: a directory of <kid>.key files; the greatest kid signs, all verify.
     secret_keys_dir: Option<PathBuf> = None,
         parse: values::optional_path, example: "/run/secrets/passport-keys";
@@ -165,7 +165,7 @@ settings! {
         parse: values::one_of(values::LANGS), example: "zh";
     /// Threads that hash passwords at once (default: the CPUs this process may use).
     hash_workers: usize = values::cores(),
-        parse: values::number("a number of threads", 1..=usize::MAX, ""), example: "97";
+        parse: values::number("a number of threads", 1..=usize::MAX, ""), example: "1000";
     /// Hash requests that may wait for a thread; beyond it, 503 busy.
     hash_queue: usize = 256,
         parse: values::number("a number of requests", 0..=usize::MAX, ""), example: "16";
@@ -348,13 +348,11 @@ mod tests {
 
     #[test]
     fn both_secrets_are_refused() {
-        let err = from_pairs(&[
-            ("secret_key", "an-example-secret-of-32-bytes-or-more"),
-            ("secret_key_file", "/k"),
-        ])
-        .unwrap_err();
-        assert_eq!(err.key, "secret_key_file");
-        assert!(err.problem.contains("not both"), "{err}");
+        for secret in ["an-example-secret-of-32-bytes-or-more", "short"] {
+            let err = from_pairs(&[("secret_key", secret), ("secret_key_file", "/k")]).unwrap_err();
+            assert_eq!(err.key, "secret_key");
+            assert!(err.problem.contains("not both"), "{err}");
+        }
     }
 
     #[test]

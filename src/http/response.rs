@@ -16,7 +16,8 @@ impl IntoResponse for ApiError {
         let ctx = RequestContext::current();
         let status = self.status();
         if status.is_server_error() {
-            tracing::error!(error = %self, code = self.code(), "request failed");
+            // The target this event has always had, for RUST_LOG filters.
+            tracing::error!(target: "passport::error", error = %self, code = self.code(), "request failed");
         }
         let msg = self.message(ctx.lang);
         let body = Body {

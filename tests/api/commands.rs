@@ -163,3 +163,40 @@ async fn a_reader_that_went_away_ends_no_command_in_a_panic() {
     assert_eq!(inspected.status.code(), Some(1));
     assert!(!String::from_utf8_lossy(&inspected.stderr).contains("panicked"));
 }
+
+#[tokio::test]
+async fn settings_come_by_environment_and_a_flag_beats_its_variable() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let output = |mut cmd: tokio::process::Command| async move {
+        cmd.stdin(std::process::Stdio::null()).output().await.unwrap()
+    };
+
+    // A variable alone is read, and a bad value stops the command naming it.
+    let mut cmd = command(dir, &[]);
+    cmd.env("PASSPORT_LEEWAY", "999").arg("migrate");
+    let bad = output(cmd).await;
+    assert_eq!(bad.status.code(), Some(2));
+    let why = String::from_utf8_lossy(&bad.stderr);
+    assert!(why.contains("PASSPORT_LEEWAY") && why.contains("--leeway"), "{why}");
+
+    // Given both, the flag wins.
+    let mut cmd = command(dir, &[("leeway", "5")]);
+    cmd.env("PASSPORT_LEEWAY", "999").arg("migrate");
+    let out = output(cmd).await;
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+
+    // `--help` shows every variable's name, but never a secret's or a URL's value.
+    let mut cmd = command(dir, &[]);
+    cmd.env("PASSPORT_SECRET_KEY", "a-secret-value-nobody-may-read-0123456789")
+        .env("PASSPORT_DATABASE_URL", "postgres://app:hunter2@127.0.0.1/x")
+        .env("PASSPORT_REDIS_URL", "redis://:hunter3@127.0.0.1")
+        .env("PASSPORT_ISSUER", "shown-issuer")
+        .arg("--help");
+    let help = String::from_utf8(output(cmd).await.stdout).unwrap();
+    assert!(help.contains("PASSPORT_MAX_SESSIONS"), "{help}");
+    assert!(help.contains("shown-issuer"), "{help}");
+    for secret in ["a-secret-value", "hunter2", "hunter3"] {
+        assert!(!help.contains(secret), "--help shows {secret}");
+    }
+}
