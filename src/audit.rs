@@ -30,6 +30,8 @@ pub enum Event {
     TokenRejected,
     UserDisabled,
     UserEnabled,
+    RoleGranted,
+    RoleWithdrawn,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]

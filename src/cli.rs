@@ -111,6 +111,17 @@ pub enum UserCommand {
     /// Import users from the original Flask schema (table user_login) in a SQLite
     /// file or a PostgreSQL database; keeps ids and hashes; safe to run again.
     Import { url: String },
+    /// Grant or withdraw a role (streamer, or any name forward auth passes on).
+    #[command(subcommand)]
+    Role(RoleCommand),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum RoleCommand {
+    /// Grant a role: a lowercase letter, then up to 31 of a-z, 0-9, _ and -.
+    Add { mobile: String, role: String },
+    /// Withdraw a role (every user keeps viewer).
+    Remove { mobile: String, role: String },
 }
 
 #[derive(Subcommand, Debug)]
@@ -283,6 +294,24 @@ async fn user(state: &AppState, cmd: UserCommand) -> Result<(), Refused> {
                 summary.skipped,
                 summary.invalid
             );
+        }
+        UserCommand::Role(cmd) => {
+            let (mobile, role, grant) = match &cmd {
+                RoleCommand::Add { mobile, role } => (mobile, role, true),
+                RoleCommand::Remove { mobile, role } => (mobile, role, false),
+            };
+            let u = existing(state, mobile).await?;
+            let changed = state.accounts.change_role(&u, role, grant, &meta).await?;
+            let (done, already) = if grant {
+                ("granted", "has")
+            } else {
+                ("withdrawn", "does not have")
+            };
+            if changed {
+                say!("role {role} {done} for user {}", u.user_id);
+            } else {
+                say!("user {} already {already} role {role}", u.user_id);
+            }
         }
         UserCommand::List => {
             for u in state.stores.users.list().await.map_err(ApiError::from)? {

@@ -23,6 +23,10 @@ pub enum BadInput {
     Mobile,
     /// `device` too long or with control characters.
     Device,
+    /// A role name that is not `[a-z][a-z0-9_-]{0,31}`.
+    Role,
+    /// An attempt to withdraw `viewer`, which every user keeps.
+    ViewerRole,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -169,6 +173,13 @@ impl ApiError {
                 "device name is too long or has control characters",
                 "设备名称过长或包含控制字符",
             ),
+            InvalidParams(BadInput::Role) => pick(
+                "a role is a lowercase letter, then up to 31 of a-z, 0-9, _ and -",
+                "角色名须以小写字母开头，其后最多 31 个 a-z、0-9、_ 或 -",
+            ),
+            InvalidParams(BadInput::ViewerRole) => {
+                pick("every user keeps the viewer role", "每个用户都保留 viewer 角色")
+            }
             WeakPassword(p) => p.message(lang),
             MissingCredentials => pick("authorization required", "需要登录"),
             MalformedCredentials => pick("malformed Authorization header", "Authorization 请求头格式错误"),

@@ -21,6 +21,17 @@ use crate::tokens::KeyRing;
 /// Longest `device` label kept with a session.
 const MAX_DEVICE_CHARS: usize = 128;
 
+/// The role every user has and keeps.
+pub const VIEWER: &str = "viewer";
+
+/// SPEC §10: a role is `[a-z][a-z0-9_-]{0,31}`.
+pub fn is_role_name(name: &str) -> bool {
+    let mut bytes = name.bytes();
+    name.len() <= 32
+        && bytes.next().is_some_and(|b| b.is_ascii_lowercase())
+        && bytes.all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-')
+}
+
 /// What a new account's mobile number and password must be.
 #[derive(Clone, Copy, Debug)]
 pub struct AccountRules {
@@ -86,7 +97,7 @@ impl Accounts {
         let hash = self.hasher.hash(password).await?;
         let user_id = self
             .users
-            .create(&mobile, &hash, &["viewer".to_owned()], crate::clock::now())
+            .create(&mobile, &hash, &[VIEWER.to_owned()], crate::clock::now())
             .await?;
         self.audit
             .record(AuditEvent::ok(Event::Register, meta, "registered").user(user_id))
@@ -310,6 +321,54 @@ impl Accounts {
             Ok(ended)
         })
         .await
+    }
+
+    /// Grants (`grant`) or withdraws a role; false when the user already had it, or
+    /// did not. Running servers see it within a second (the profile cache's bound);
+    /// decisions that need a role read the account afresh.
+    pub async fn change_role(
+        &self,
+        user: &UserRecord,
+        role: &str,
+        grant: bool,
+        meta: &RequestMeta,
+    ) -> Result<bool, ApiError> {
+        if !is_role_name(role) {
+            return Err(ApiError::InvalidParams(BadInput::Role));
+        }
+        if role == VIEWER && !grant {
+            return Err(ApiError::InvalidParams(BadInput::ViewerRole));
+        }
+        let mut current = user.roles.clone();
+        // Compare-and-set, read again when another change landed first.
+        for _ in 0..5 {
+            if current.iter().any(|r| r == role) == grant {
+                return Ok(false);
+            }
+            let mut next: Vec<String> = current.iter().filter(|r| *r != role).cloned().collect();
+            if grant {
+                next.push(role.to_owned());
+            }
+            if self.users.replace_roles(user.user_id, &current, &next).await? {
+                self.profiles.forget(user.user_id).await;
+                let (event, msg) = if grant {
+                    (Event::RoleGranted, "role granted")
+                } else {
+                    (Event::RoleWithdrawn, "role withdrawn")
+                };
+                self.audit
+                    .record(AuditEvent::ok(event, meta, msg).user(user.user_id))
+                    .await;
+                return Ok(true);
+            }
+            current = self
+                .users
+                .find_by_id(user.user_id)
+                .await?
+                .ok_or(ApiError::NotFound)?
+                .roles;
+        }
+        Err(ApiError::StoreUnavailable("the roles kept changing".into()))
     }
 
     /// Looks a user up by (any form of) their mobile number.
@@ -567,6 +626,46 @@ mod tests {
         let now = accounts.users.find_by_id(42).await.unwrap().unwrap();
         assert!(now.password_hash.starts_with("$argon2id$"), "{}", now.password_hash);
         login(&accounts, "13800000042", "密码-pässwörd-1").await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn roles_are_granted_and_withdrawn_once_and_viewer_stays() {
+        let (f, accounts) = with_user(1, GENEROUS).await;
+        let meta = RequestMeta::command();
+        let user = accounts.find("13800000001").await.unwrap().unwrap();
+        assert!(accounts.change_role(&user, "streamer", true, &meta).await.unwrap());
+        // `user` is now stale: the change reads the account again and keeps both.
+        assert!(accounts.change_role(&user, "moderator", true, &meta).await.unwrap());
+        let roles = |u: UserRecord| u.roles;
+        let now = roles(accounts.find("13800000001").await.unwrap().unwrap());
+        assert_eq!(now, ["viewer", "streamer", "moderator"]);
+        let user = accounts.find("13800000001").await.unwrap().unwrap();
+        assert!(!accounts.change_role(&user, "streamer", true, &meta).await.unwrap());
+        assert!(accounts.change_role(&user, "streamer", false, &meta).await.unwrap());
+        assert!(!accounts.change_role(&user, "nobody", false, &meta).await.unwrap());
+        for (role, grant, code) in [
+            ("viewer", false, "invalid_params"),
+            ("Streamer", true, "invalid_params"),
+            ("9lives", true, "invalid_params"),
+            ("", true, "invalid_params"),
+        ] {
+            let err = accounts.change_role(&user, role, grant, &meta).await.unwrap_err();
+            assert_eq!(err.code(), code, "{role}");
+        }
+        let now = roles(accounts.find("13800000001").await.unwrap().unwrap());
+        assert_eq!(now, ["viewer", "moderator"]);
+        assert_eq!(f.count_events("role_granted").await, 2);
+        assert_eq!(f.count_events("role_withdrawn").await, 1);
+    }
+
+    #[test]
+    fn role_names_follow_the_spec() {
+        for ok in ["viewer", "streamer", "a", "mod_2-x", &"a".repeat(32)] {
+            assert!(is_role_name(ok), "{ok}");
+        }
+        for bad in ["", "Admin", "_x", "-x", "1x", "a b", "a.b", &"a".repeat(33), "é"] {
+            assert!(!is_role_name(bad), "{bad}");
+        }
     }
 
     #[tokio::test]

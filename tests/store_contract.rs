@@ -487,6 +487,21 @@ async fn users_concurrent_registration_of_one_mobile(store: Arc<dyn UserStore>) 
     assert_eq!(created, 1);
 }
 
+/// Roles change by compare-and-set: a change based on roles that are no longer
+/// stored writes nothing.
+async fn users_roles_compare_and_set(store: Arc<dyn UserStore>) {
+    let viewer = vec!["viewer".to_owned()];
+    let id = store.create("+8613800000078", "h", &viewer, NOW).await.unwrap();
+    let streamer = vec!["viewer".to_owned(), "streamer".to_owned()];
+    assert!(store.replace_roles(id, &viewer, &streamer).await.unwrap());
+    assert_eq!(store.find_by_id(id).await.unwrap().unwrap().roles, streamer);
+    // Stale: the roles are no longer just viewer.
+    let admin = vec!["viewer".to_owned(), "admin".to_owned()];
+    assert!(!store.replace_roles(id, &viewer, &admin).await.unwrap());
+    assert_eq!(store.find_by_id(id).await.unwrap().unwrap().roles, streamer);
+    assert!(!store.replace_roles(id + 100, &viewer, &admin).await.unwrap());
+}
+
 type UserCase = fn(Arc<dyn UserStore>) -> BoxFut<'static>;
 
 const USER_CASES: &[(&str, UserCase)] = &[
@@ -494,6 +509,7 @@ const USER_CASES: &[(&str, UserCase)] = &[
     ("concurrent_registration_of_one_mobile", |s| {
         Box::pin(users_concurrent_registration_of_one_mobile(s))
     }),
+    ("roles_compare_and_set", |s| Box::pin(users_roles_compare_and_set(s))),
 ];
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -57,6 +57,9 @@ pub trait UserStore: Send + Sync {
     /// Replaces the hash only while it is still `expected`, so that a rehash at login
     /// cannot undo a password change made meanwhile.
     async fn replace_password_hash(&self, user_id: i64, expected: &str, new: &str) -> Result<bool, StoreError>;
+    /// Replaces the roles only while they are still `expected` (two role changes at
+    /// once cannot lose one); false when they changed meanwhile or there is no user.
+    async fn replace_roles(&self, user_id: i64, expected: &[String], new: &[String]) -> Result<bool, StoreError>;
     /// Inserts a user keeping its id and hash; false when the id or the mobile exists.
     async fn import(&self, user: &UserRecord) -> Result<bool, StoreError>;
     /// After imports with explicit ids: new ids continue above the largest.
@@ -235,6 +238,12 @@ impl StoreStats {
     pub fn get(counter: &AtomicU64) -> u64 {
         counter.load(Ordering::Relaxed)
     }
+}
+
+/// Roles as stored: a JSON list, always written by this one function so that a
+/// compare-and-set can match the text.
+fn roles_json(roles: &[String]) -> Result<String, StoreError> {
+    serde_json::to_string(roles).map_err(|e| StoreError::Other(e.into()))
 }
 
 /// Classifies a sqlx error: reachability problems fail closed as `Unavailable`.

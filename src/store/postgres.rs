@@ -7,7 +7,7 @@ use async_trait::async_trait;
 use sqlx::postgres::{PgPool, PgPoolOptions, PgRow};
 use sqlx::Row;
 
-use super::{classify, StoreError, StoreStats, UserRecord, UserStore};
+use super::{classify, roles_json, StoreError, StoreStats, UserRecord, UserStore};
 
 pub struct PgUsers {
     pool: PgPool,
@@ -51,7 +51,7 @@ impl PgUsers {
 #[async_trait]
 impl UserStore for PgUsers {
     async fn create(&self, mobile: &str, password_hash: &str, roles: &[String], now: i64) -> Result<i64, StoreError> {
-        let roles = serde_json::to_string(roles).map_err(|e| StoreError::Other(e.into()))?;
+        let roles = roles_json(roles)?;
         let row = sqlx::query(
             "INSERT INTO users (mobile, password_hash, roles, created_at) VALUES ($1, $2, $3, $4) RETURNING user_id",
         )
@@ -114,8 +114,19 @@ impl UserStore for PgUsers {
         Ok(done.rows_affected() == 1)
     }
 
+    async fn replace_roles(&self, user_id: i64, expected: &[String], new: &[String]) -> Result<bool, StoreError> {
+        let done = sqlx::query("UPDATE users SET roles = $1 WHERE user_id = $2 AND roles = $3")
+            .bind(roles_json(new)?)
+            .bind(user_id)
+            .bind(roles_json(expected)?)
+            .execute(self.counted())
+            .await
+            .map_err(classify)?;
+        Ok(done.rows_affected() == 1)
+    }
+
     async fn import(&self, u: &UserRecord) -> Result<bool, StoreError> {
-        let roles = serde_json::to_string(&u.roles).map_err(|e| StoreError::Other(e.into()))?;
+        let roles = roles_json(&u.roles)?;
         let done = sqlx::query(
             "INSERT INTO users (user_id, mobile, password_hash, roles, disabled, created_at, last_login) \
              VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT DO NOTHING",

@@ -6,7 +6,7 @@ use async_trait::async_trait;
 use sqlx::{Row, SqlitePool};
 
 use super::sqlite_pool::{sqlite_options, sqlite_pool};
-use super::{classify, StoreError, StoreStats, UserRecord, UserStore};
+use super::{classify, roles_json, StoreError, StoreStats, UserRecord, UserStore};
 
 pub struct SqliteUsers {
     pool: SqlitePool,
@@ -45,7 +45,7 @@ impl SqliteUsers {
 #[async_trait]
 impl UserStore for SqliteUsers {
     async fn create(&self, mobile: &str, password_hash: &str, roles: &[String], now: i64) -> Result<i64, StoreError> {
-        let roles = serde_json::to_string(roles).map_err(|e| StoreError::Other(e.into()))?;
+        let roles = roles_json(roles)?;
         let row = sqlx::query(
             "INSERT INTO users (mobile, password_hash, roles, created_at) VALUES (?, ?, ?, ?) RETURNING user_id",
         )
@@ -108,8 +108,19 @@ impl UserStore for SqliteUsers {
         Ok(done.rows_affected() == 1)
     }
 
+    async fn replace_roles(&self, user_id: i64, expected: &[String], new: &[String]) -> Result<bool, StoreError> {
+        let done = sqlx::query("UPDATE users SET roles = ? WHERE user_id = ? AND roles = ?")
+            .bind(roles_json(new)?)
+            .bind(user_id)
+            .bind(roles_json(expected)?)
+            .execute(self.counted())
+            .await
+            .map_err(classify)?;
+        Ok(done.rows_affected() == 1)
+    }
+
     async fn import(&self, u: &UserRecord) -> Result<bool, StoreError> {
-        let roles = serde_json::to_string(&u.roles).map_err(|e| StoreError::Other(e.into()))?;
+        let roles = roles_json(&u.roles)?;
         let done = sqlx::query(
             "INSERT INTO users (user_id, mobile, password_hash, roles, disabled, created_at, last_login) \
              VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",

@@ -200,3 +200,43 @@ async fn settings_come_by_environment_and_a_flag_beats_its_variable() {
         assert!(!help.contains(secret), "--help shows {secret}");
     }
 }
+
+#[tokio::test]
+async fn role_commands_reach_a_running_server_within_a_second() {
+    let app = spawn_app().await;
+    let dir = app.dir.clone();
+    let token = app.signup_and_login("13800000087").await["token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let roles = |v: Value| v["data"]["roles"].clone();
+    let me = app.me(&token).await.json::<Value>().await.unwrap();
+    assert_eq!(roles(me), serde_json::json!(["viewer"]));
+
+    let out = ok(&run_command(&dir, &["user", "role", "add", "13800000087", "streamer"], "").await);
+    assert!(out.contains("granted"), "{out}");
+    let start = Instant::now();
+    loop {
+        let me = app.me(&token).await.json::<Value>().await.unwrap();
+        if roles(me) == serde_json::json!(["viewer", "streamer"]) {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(1),
+            "the role did not show within 1 s"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    // Refused: a name outside the rule, and withdrawing viewer.
+    for args in [
+        ["user", "role", "add", "13800000087", "Admin"],
+        ["user", "role", "remove", "13800000087", "viewer"],
+    ] {
+        let refused = run_command(&dir, &args, "").await;
+        assert_eq!(refused.status.code(), Some(1), "{args:?}");
+        assert!(String::from_utf8_lossy(&refused.stderr).contains("invalid_params"));
+    }
+    ok(&run_command(&dir, &["user", "role", "remove", "13800000087", "streamer"], "").await);
+    app.stop().await;
+}
