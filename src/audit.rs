@@ -32,6 +32,9 @@ pub enum Event {
     UserEnabled,
     RoleGranted,
     RoleWithdrawn,
+    StreamCreated,
+    StreamKeyRotated,
+    StreamDeleted,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]

@@ -14,6 +14,7 @@ use crate::error::ApiError;
 use crate::i18n::Lang;
 use crate::state::AppState;
 use crate::store::{self, Mode, UserRecord};
+use crate::streams::Actor;
 use crate::tokens::{self, KeyRing, TokenError};
 
 #[derive(Parser, Debug)]
@@ -94,6 +95,21 @@ pub enum Command {
     /// Work with tokens.
     #[command(subcommand)]
     Token(TokenCommand),
+    /// Manage live streams.
+    #[command(subcommand)]
+    Stream(StreamCommand),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum StreamCommand {
+    /// Create a stream for a user (whatever their roles); prints its key, once.
+    Add { mobile: String, name: String },
+    /// One line per stream (one user's, or all): name, owner, access, created.
+    List { mobile: Option<String> },
+    /// Give a stream a new key, printed once; the old key stops working at once.
+    Rotate { name: String },
+    /// Delete a stream.
+    Delete { name: String },
 }
 
 #[derive(Subcommand, Debug)]
@@ -178,6 +194,7 @@ pub async fn run(cli: Cli, config: Config) -> ExitCode {
         Command::Token(TokenCommand::Inspect { token }) => inspect(&config, &token),
         Command::User(cmd) => with_state(config, |state| async move { user(&state, cmd).await }).await,
         Command::Session(cmd) => with_state(config, |state| async move { session(&state, cmd).await }).await,
+        Command::Stream(cmd) => with_state(config, |state| async move { stream(&state, cmd).await }).await,
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -350,6 +367,48 @@ async fn session(state: &AppState, cmd: SessionCommand) -> Result<(), Refused> {
                 .end_all(u.user_id, &RequestMeta::command(), "ended by command")
                 .await?;
             say!("{n} session(s) of user {} ended", u.user_id);
+        }
+    }
+    Ok(())
+}
+
+/// A stream command's answer: the key alone on stdout (for scripts), what happened
+/// on stderr.
+async fn stream(state: &AppState, cmd: StreamCommand) -> Result<(), Refused> {
+    let meta = RequestMeta::command();
+    match cmd {
+        StreamCommand::Add { mobile, name } => {
+            let u = existing(state, &mobile).await?;
+            let created = state.streams.add_for(&u, &name, &meta).await?;
+            eprintln!(
+                "passport: stream {name} created for user {}; its key is shown once",
+                u.user_id
+            );
+            say!("{}", created.key);
+        }
+        StreamCommand::List { mobile } => {
+            let owner = match mobile {
+                Some(m) => Some(existing(state, &m).await?.user_id),
+                None => None,
+            };
+            for s in state.streams.list(owner).await? {
+                say!(
+                    "{}\tuser {}\t{}\tcreated {}",
+                    s.name,
+                    s.owner_id,
+                    s.access.as_str(),
+                    crate::clock::rfc3339(s.created_at)
+                );
+            }
+        }
+        StreamCommand::Rotate { name } => {
+            let key = state.streams.rotate(Actor::Command, &name, &meta).await?;
+            eprintln!("passport: stream {name} has a new key, shown once; the old one no longer works");
+            say!("{key}");
+        }
+        StreamCommand::Delete { name } => {
+            state.streams.delete(Actor::Command, &name, &meta).await?;
+            say!("stream {name} deleted");
         }
     }
     Ok(())

@@ -27,6 +27,10 @@ pub enum BadInput {
     Role,
     /// An attempt to withdraw `viewer`, which every user keeps.
     ViewerRole,
+    /// A stream name that is not `[a-z0-9][a-z0-9_-]{0,63}`.
+    StreamName,
+    /// A stream access other than `login` or `public`.
+    Access,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -65,6 +69,10 @@ pub enum ApiError {
     MethodNotAllowed,
     #[error("mobile taken")]
     MobileTaken,
+    #[error("stream taken")]
+    StreamTaken,
+    #[error("forbidden")]
+    Forbidden,
     #[error("payload too large")]
     PayloadTooLarge,
     #[error("unsupported media type")]
@@ -108,10 +116,10 @@ impl ApiError {
             | SessionReplaced | InvalidCredentials | InvalidRefreshToken | RefreshTokenReused => {
                 StatusCode::UNAUTHORIZED
             }
-            AccountDisabled | WrongPassword | SessionLimitReached => StatusCode::FORBIDDEN,
+            AccountDisabled | WrongPassword | SessionLimitReached | Forbidden => StatusCode::FORBIDDEN,
             NotFound => StatusCode::NOT_FOUND,
             MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
-            MobileTaken => StatusCode::CONFLICT,
+            MobileTaken | StreamTaken => StatusCode::CONFLICT,
             PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -141,6 +149,8 @@ impl ApiError {
             NotFound => "not_found",
             MethodNotAllowed => "method_not_allowed",
             MobileTaken => "mobile_taken",
+            StreamTaken => "stream_taken",
+            Forbidden => "forbidden",
             PayloadTooLarge => "payload_too_large",
             UnsupportedMediaType => "unsupported_media_type",
             Internal(_) => "internal",
@@ -180,6 +190,11 @@ impl ApiError {
             InvalidParams(BadInput::ViewerRole) => {
                 pick("every user keeps the viewer role", "每个用户都保留 viewer 角色")
             }
+            InvalidParams(BadInput::StreamName) => pick(
+                "a stream name is a-z or 0-9, then up to 63 of a-z, 0-9, _ and -",
+                "直播流名称须以 a-z 或 0-9 开头，其后最多 63 个 a-z、0-9、_ 或 -",
+            ),
+            InvalidParams(BadInput::Access) => pick("access is login or public", "访问方式须为 login 或 public"),
             WeakPassword(p) => p.message(lang),
             MissingCredentials => pick("authorization required", "需要登录"),
             MalformedCredentials => pick("malformed Authorization header", "Authorization 请求头格式错误"),
@@ -205,6 +220,8 @@ impl ApiError {
             NotFound => pick("not found", "资源不存在"),
             MethodNotAllowed => pick("method not allowed", "请求方法不被允许"),
             MobileTaken => pick("mobile number already registered", "手机号已被注册"),
+            StreamTaken => pick("stream name already taken", "直播流名称已被占用"),
+            Forbidden => pick("not allowed", "无权执行此操作"),
             PayloadTooLarge => pick("request body too large", "请求体过大"),
             UnsupportedMediaType => pick(
                 "request body must be JSON (Content-Type: application/json)",

@@ -21,6 +21,7 @@ pub mod refresh;
 mod service_fixtures;
 pub mod sessions;
 pub mod state;
+pub mod streams;
 pub mod users;
 
 // Core: the API's error, the Authorization header, tokens.

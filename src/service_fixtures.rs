@@ -15,7 +15,8 @@ use crate::ratelimit::{Limits, RateLimiter};
 use crate::sessions::Sessions;
 use crate::store::embedded::EmbeddedSessions;
 use crate::store::sqlite::SqliteUsers;
-use crate::store::{SessionPolicy, SessionStore, StoreStats, UserStore};
+use crate::store::{SessionPolicy, SessionStore, StoreStats, StreamStore, UserStore};
+use crate::streams::Streams;
 use crate::tokens::KeyRing;
 use crate::users::{AccountRules, Accounts};
 
@@ -48,6 +49,7 @@ pub fn policy(max_sessions: u32, overflow: Overflow) -> SessionPolicy {
 pub struct Fixture {
     pub dir: TempDir,
     pub users: Arc<dyn UserStore>,
+    pub streams: Arc<dyn StreamStore>,
     pub sessions: Arc<EmbeddedSessions>,
     pub audit: Audit,
     pub keys: Arc<KeyRing>,
@@ -58,7 +60,7 @@ impl Fixture {
         let dir = tempfile::tempdir().unwrap();
         let stats = Arc::new(StoreStats::default());
         let url = format!("sqlite://{}", dir.path().join("users.db").display());
-        let users = Arc::new(SqliteUsers::connect(&url, stats.clone()).await.unwrap());
+        let sqlite = Arc::new(SqliteUsers::connect(&url, stats.clone()).await.unwrap());
         let sessions = Arc::new(
             EmbeddedSessions::open(&dir.path().join("sessions.db"), stats)
                 .await
@@ -73,7 +75,8 @@ impl Fixture {
         ));
         Fixture {
             dir,
-            users,
+            users: sqlite.clone(),
+            streams: sqlite,
             sessions,
             audit,
             keys,
@@ -111,6 +114,15 @@ impl Fixture {
                 default_region: phonenumber::country::Id::CN,
                 password_min_length: 8,
             },
+        }
+    }
+
+    pub fn streams(&self) -> Streams {
+        Streams {
+            store: self.streams.clone(),
+            users: self.users.clone(),
+            keys: self.keys.clone(),
+            audit: self.audit.clone(),
         }
     }
 

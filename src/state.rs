@@ -13,6 +13,7 @@ use crate::ratelimit::{Limits, RateLimiter};
 use crate::refresh::Refresher;
 use crate::sessions::{self, Sessions};
 use crate::store::{self, Mode, Stores};
+use crate::streams::Streams;
 use crate::tokens::KeyRing;
 use crate::users::{AccountRules, Accounts};
 
@@ -24,6 +25,7 @@ pub struct Services {
     pub accounts: Accounts,
     pub sessions: Sessions,
     pub refresher: Refresher,
+    pub streams: Streams,
 }
 
 /// Shared by every request; cheap to clone.
@@ -75,6 +77,12 @@ impl AppState {
             lifetime: config.refresh_ttl as i64,
             grace: config.refresh_grace as i64,
         };
+        let streams = Streams {
+            store: stores.streams.clone(),
+            users: stores.users.clone(),
+            keys: keys.clone(),
+            audit: audit.clone(),
+        };
         Ok(AppState(Arc::new(Services {
             config,
             stores,
@@ -83,6 +91,7 @@ impl AppState {
             accounts,
             sessions,
             refresher,
+            streams,
         })))
     }
 

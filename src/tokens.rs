@@ -132,6 +132,10 @@ pub struct KeyRing {
     refresh_key: [u8; 32],
     /// Keys the stored refresh-token digests, one per ring key, current first.
     refresh_digest_keys: Vec<[u8; 32]>,
+    /// Keys the stored stream-key digests (`streams.rs`), one per ring key, current first.
+    stream_digest_keys: Vec<[u8; 32]>,
+    /// Sign play tickets (`tickets.rs`), one per ring key, current first.
+    ticket_keys: Vec<[u8; 32]>,
     issuer: String,
     leeway: i64,
     access_ttl: i64,
@@ -289,10 +293,10 @@ impl KeyRing {
             hmac::Mac::finalize(mac).into_bytes().into()
         };
         let refresh_key = derive(&named[0].1, b"passport refresh successor v1");
-        let refresh_digest_keys = named
-            .iter()
-            .map(|(_, s)| derive(s, b"passport refresh digest v1"))
-            .collect();
+        let per_key = |label: &[u8]| named.iter().map(|(_, s)| derive(s, label)).collect::<Vec<_>>();
+        let refresh_digest_keys = per_key(b"passport refresh digest v1");
+        let stream_digest_keys = per_key(b"passport stream key digest v1");
+        let ticket_keys = per_key(b"passport play ticket v1");
         let keys = named
             .iter()
             .map(|(kid, s)| Key {
@@ -304,6 +308,8 @@ impl KeyRing {
         KeyRing {
             refresh_key,
             refresh_digest_keys,
+            stream_digest_keys,
+            ticket_keys,
             keys,
             issuer,
             leeway: leeway as i64,
@@ -321,6 +327,14 @@ impl KeyRing {
 
     pub fn refresh_digest_keys(&self) -> Vec<[u8; 32]> {
         self.refresh_digest_keys.clone()
+    }
+
+    pub fn stream_digest_keys(&self) -> &[[u8; 32]] {
+        &self.stream_digest_keys
+    }
+
+    pub fn ticket_keys(&self) -> &[[u8; 32]] {
+        &self.ticket_keys
     }
 
     pub fn access_ttl(&self) -> i64 {

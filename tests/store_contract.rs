@@ -19,7 +19,7 @@ use passport::store::redis_tracking::Watch;
 use passport::store::sqlite::SqliteUsers;
 use passport::store::{
     CreateOutcome, RateStore, RefreshState, Session, SessionCheck, SessionPolicy, SessionStore, StoreError, StoreStats,
-    UserStore,
+    StreamAccess, StreamRecord, StreamStore, UserStore,
 };
 
 type BoxFut<'a> = Pin<Box<dyn Future<Output = ()> + Send + 'a>>;
@@ -537,6 +537,69 @@ async fn users_postgres() {
             .unwrap();
         case(Arc::new(store)).await;
     }
+}
+
+/// Streams, stored beside the users: one name once, an owner's streams in order,
+/// access and key changes, deletion.
+async fn streams_round_trip(users: Arc<dyn UserStore>, store: Arc<dyn StreamStore>) {
+    let viewer = vec!["viewer".to_owned()];
+    let a = users.create("+8613800000091", "h", &viewer, NOW).await.unwrap();
+    let b = users.create("+8613800000092", "h", &viewer, NOW).await.unwrap();
+    let stream = |name: &str, owner, at| StreamRecord {
+        name: name.to_owned(),
+        owner_id: owner,
+        access: StreamAccess::Login,
+        key_digest: [7; 32],
+        created_at: at,
+    };
+    store.create_stream(&stream("one", a, NOW)).await.unwrap();
+    store.create_stream(&stream("two", a, NOW + 1)).await.unwrap();
+    store.create_stream(&stream("bee", b, NOW + 2)).await.unwrap();
+    assert!(matches!(
+        store.create_stream(&stream("one", b, NOW)).await,
+        Err(StoreError::Conflict)
+    ));
+    assert_eq!(store.find_stream("one").await.unwrap(), Some(stream("one", a, NOW)));
+    assert_eq!(store.find_stream("none").await.unwrap(), None);
+    let names = |v: Vec<StreamRecord>| v.into_iter().map(|s| s.name).collect::<Vec<_>>();
+    assert_eq!(names(store.list_streams(Some(a)).await.unwrap()), ["one", "two"]);
+    assert_eq!(names(store.list_streams(None).await.unwrap()), ["one", "two", "bee"]);
+
+    assert!(store.set_stream_access("one", StreamAccess::Public).await.unwrap());
+    assert!(store.set_stream_key("one", &[9; 32]).await.unwrap());
+    let one = store.find_stream("one").await.unwrap().unwrap();
+    assert_eq!((one.access, one.key_digest), (StreamAccess::Public, [9; 32]));
+    assert!(!store.set_stream_access("none", StreamAccess::Public).await.unwrap());
+    assert!(!store.set_stream_key("none", &[9; 32]).await.unwrap());
+
+    assert!(store.delete_stream("one").await.unwrap());
+    assert!(!store.delete_stream("one").await.unwrap());
+    assert_eq!(names(store.list_streams(None).await.unwrap()), ["two", "bee"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn streams_sqlite() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("users.db").display());
+    let store = Arc::new(
+        SqliteUsers::connect(&url, Arc::new(StoreStats::default()))
+            .await
+            .unwrap(),
+    );
+    streams_round_trip(store.clone(), store).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn streams_postgres() {
+    let Some(db) = support::TestDb::create("streams_postgres").await else {
+        return;
+    };
+    let store = Arc::new(
+        PgUsers::connect(&db.url, Arc::new(StoreStats::default()))
+            .await
+            .unwrap(),
+    );
+    streams_round_trip(store.clone(), store).await;
 }
 
 /// Two processes on one embedded file (a server and a command, or two servers by

@@ -5,9 +5,10 @@ pub mod extract;
 pub mod health;
 pub mod passport;
 pub mod response;
+pub mod streams;
 
 use axum::extract::DefaultBodyLimit;
-use axum::routing::{delete, get, post};
+use axum::routing::{delete, get, patch, post};
 use axum::Router;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::trace::TraceLayer;
@@ -28,6 +29,12 @@ pub fn router(state: AppState) -> Router {
         .route("/passport/sessions", get(passport::list_sessions))
         .route("/passport/sessions/{session_id}", delete(passport::delete_session))
         .route("/passport/password", post(passport::change_password))
+        .route("/passport/streams", post(streams::create).get(streams::list))
+        .route(
+            "/passport/streams/{name}",
+            patch(streams::set_access).delete(streams::delete),
+        )
+        .route("/passport/streams/{name}/key", post(streams::rotate_key))
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .fallback(passport::not_found)

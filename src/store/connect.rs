@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use super::{embedded, embedded_cache, postgres, redis, redis_tracking, sqlite};
-use super::{RateStore, SessionStore, StoreStats, UserStore};
+use super::{RateStore, SessionStore, StoreStats, StreamStore, UserStore};
 use crate::config::Config;
 
 /// Who opens the stores: the server keeps live sessions in memory and follows
@@ -17,6 +17,8 @@ pub enum Mode {
 #[derive(Clone)]
 pub struct Stores {
     pub users: Arc<dyn UserStore>,
+    /// Lives beside the users, in the same database.
+    pub streams: Arc<dyn StreamStore>,
     pub sessions: Arc<dyn SessionStore>,
     /// Lives beside the sessions: the embedded store, or Redis.
     pub rates: Arc<dyn RateStore>,
@@ -27,14 +29,16 @@ pub struct Stores {
 pub async fn connect(config: &Config, mode: Mode) -> anyhow::Result<Stores> {
     let stats = Arc::new(StoreStats::default());
     let url = config.database_url.expose();
-    let users: Arc<dyn UserStore> = if url.starts_with("sqlite:") {
-        Arc::new(sqlite::SqliteUsers::connect(url, stats.clone()).await?)
+    let (users, streams): (Arc<dyn UserStore>, Arc<dyn StreamStore>) = if url.starts_with("sqlite:") {
+        let sqlite = Arc::new(sqlite::SqliteUsers::connect(url, stats.clone()).await?);
+        (sqlite.clone(), sqlite)
     } else {
-        Arc::new(
+        let pg = Arc::new(
             postgres::PgUsers::connect(url, stats.clone())
                 .await
                 .map_err(|e| anyhow::anyhow!("PASSPORT_DATABASE_URL ({}): {e}", config.database_url))?,
-        )
+        );
+        (pg.clone(), pg)
     };
     let (sessions, rates): (Arc<dyn SessionStore>, Arc<dyn RateStore>) = match &config.redis_url {
         Some(redis_url) => {
@@ -68,6 +72,7 @@ pub async fn connect(config: &Config, mode: Mode) -> anyhow::Result<Stores> {
     };
     Ok(Stores {
         users,
+        streams,
         sessions,
         rates,
         stats,

@@ -75,6 +75,56 @@ pub trait UserStore: Send + Sync {
     async fn close(&self);
 }
 
+/// Who may watch a stream (SPEC §11).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StreamAccess {
+    /// Only a logged-in user with a play ticket.
+    Login,
+    /// Anyone, with no credential.
+    Public,
+}
+
+impl StreamAccess {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StreamAccess::Login => "login",
+            StreamAccess::Public => "public",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<StreamAccess> {
+        match s {
+            "login" => Some(StreamAccess::Login),
+            "public" => Some(StreamAccess::Public),
+            _ => None,
+        }
+    }
+}
+
+/// A stream as stored: its publish key only as a keyed digest.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StreamRecord {
+    pub name: String,
+    pub owner_id: i64,
+    pub access: StreamAccess,
+    pub key_digest: [u8; 32],
+    pub created_at: i64,
+}
+
+/// Streams live beside the users, in the same database.
+#[async_trait]
+pub trait StreamStore: Send + Sync {
+    /// `Conflict` when the name is taken.
+    async fn create_stream(&self, stream: &StreamRecord) -> Result<(), StoreError>;
+    async fn find_stream(&self, name: &str) -> Result<Option<StreamRecord>, StoreError>;
+    /// One owner's streams, or every stream; oldest first.
+    async fn list_streams(&self, owner_id: Option<i64>) -> Result<Vec<StreamRecord>, StoreError>;
+    /// False when there is no such stream.
+    async fn set_stream_access(&self, name: &str, access: StreamAccess) -> Result<bool, StoreError>;
+    async fn set_stream_key(&self, name: &str, key_digest: &[u8; 32]) -> Result<bool, StoreError>;
+    async fn delete_stream(&self, name: &str) -> Result<bool, StoreError>;
+}
+
 /// A session's refresh token, as stored: a digest, never the token (see `refresh.rs`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub struct RefreshState {
@@ -244,6 +294,26 @@ impl StoreStats {
 /// compare-and-set can match the text.
 fn roles_json(roles: &[String]) -> Result<String, StoreError> {
     serde_json::to_string(roles).map_err(|e| StoreError::Other(e.into()))
+}
+
+/// A stream from its stored columns.
+fn stream_record(
+    name: String,
+    owner_id: i64,
+    access: &str,
+    key_digest: &[u8],
+    created_at: i64,
+) -> Result<StreamRecord, StoreError> {
+    let corrupt = |what: &str| StoreError::Other(anyhow::anyhow!("stream {name}: stored {what} is corrupt"));
+    let access = StreamAccess::parse(access).ok_or_else(|| corrupt("access"))?;
+    let key_digest = key_digest.try_into().map_err(|_| corrupt("key digest"))?;
+    Ok(StreamRecord {
+        name,
+        owner_id,
+        access,
+        key_digest,
+        created_at,
+    })
 }
 
 /// Classifies a sqlx error: reachability problems fail closed as `Unavailable`.

@@ -7,7 +7,10 @@ use async_trait::async_trait;
 use sqlx::postgres::{PgPool, PgPoolOptions, PgRow};
 use sqlx::Row;
 
-use super::{classify, roles_json, StoreError, StoreStats, UserRecord, UserStore};
+use super::{
+    classify, roles_json, stream_record, StoreError, StoreStats, StreamAccess, StreamRecord, StreamStore, UserRecord,
+    UserStore,
+};
 
 pub struct PgUsers {
     pool: PgPool,
@@ -183,5 +186,82 @@ impl UserStore for PgUsers {
 
     async fn close(&self) {
         self.pool.close().await;
+    }
+}
+
+const STREAM_COLUMNS: &str = "name, owner_id, access, key_digest, created_at";
+
+fn stream(row: &PgRow) -> Result<StreamRecord, StoreError> {
+    stream_record(
+        row.try_get("name").map_err(classify)?,
+        row.try_get("owner_id").map_err(classify)?,
+        row.try_get("access").map_err(classify)?,
+        row.try_get("key_digest").map_err(classify)?,
+        row.try_get("created_at").map_err(classify)?,
+    )
+}
+
+#[async_trait]
+impl StreamStore for PgUsers {
+    async fn create_stream(&self, s: &StreamRecord) -> Result<(), StoreError> {
+        sqlx::query("INSERT INTO streams (name, owner_id, access, key_digest, created_at) VALUES ($1, $2, $3, $4, $5)")
+            .bind(&s.name)
+            .bind(s.owner_id)
+            .bind(s.access.as_str())
+            .bind(&s.key_digest[..])
+            .bind(s.created_at)
+            .execute(self.counted())
+            .await
+            .map_err(classify)?;
+        Ok(())
+    }
+
+    async fn find_stream(&self, name: &str) -> Result<Option<StreamRecord>, StoreError> {
+        let row = sqlx::query(&format!("SELECT {STREAM_COLUMNS} FROM streams WHERE name = $1"))
+            .bind(name)
+            .fetch_optional(self.counted())
+            .await
+            .map_err(classify)?;
+        row.as_ref().map(stream).transpose()
+    }
+
+    async fn list_streams(&self, owner_id: Option<i64>) -> Result<Vec<StreamRecord>, StoreError> {
+        let rows = sqlx::query(&format!(
+            "SELECT {STREAM_COLUMNS} FROM streams WHERE $1::BIGINT IS NULL OR owner_id = $1 ORDER BY created_at, name"
+        ))
+        .bind(owner_id)
+        .fetch_all(self.counted())
+        .await
+        .map_err(classify)?;
+        rows.iter().map(stream).collect()
+    }
+
+    async fn set_stream_access(&self, name: &str, access: StreamAccess) -> Result<bool, StoreError> {
+        let done = sqlx::query("UPDATE streams SET access = $1 WHERE name = $2")
+            .bind(access.as_str())
+            .bind(name)
+            .execute(self.counted())
+            .await
+            .map_err(classify)?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn set_stream_key(&self, name: &str, key_digest: &[u8; 32]) -> Result<bool, StoreError> {
+        let done = sqlx::query("UPDATE streams SET key_digest = $1 WHERE name = $2")
+            .bind(&key_digest[..])
+            .bind(name)
+            .execute(self.counted())
+            .await
+            .map_err(classify)?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn delete_stream(&self, name: &str) -> Result<bool, StoreError> {
+        let done = sqlx::query("DELETE FROM streams WHERE name = $1")
+            .bind(name)
+            .execute(self.counted())
+            .await
+            .map_err(classify)?;
+        Ok(done.rows_affected() == 1)
     }
 }

@@ -6,7 +6,10 @@ use async_trait::async_trait;
 use sqlx::{Row, SqlitePool};
 
 use super::sqlite_pool::{sqlite_options, sqlite_pool};
-use super::{classify, roles_json, StoreError, StoreStats, UserRecord, UserStore};
+use super::{
+    classify, roles_json, stream_record, StoreError, StoreStats, StreamAccess, StreamRecord, StreamStore, UserRecord,
+    UserStore,
+};
 
 pub struct SqliteUsers {
     pool: SqlitePool,
@@ -172,5 +175,82 @@ impl UserStore for SqliteUsers {
 
     async fn close(&self) {
         self.pool.close().await;
+    }
+}
+
+const STREAM_COLUMNS: &str = "name, owner_id, access, key_digest, created_at";
+
+fn stream(row: &sqlx::sqlite::SqliteRow) -> Result<StreamRecord, StoreError> {
+    stream_record(
+        row.try_get("name").map_err(classify)?,
+        row.try_get("owner_id").map_err(classify)?,
+        row.try_get("access").map_err(classify)?,
+        row.try_get("key_digest").map_err(classify)?,
+        row.try_get("created_at").map_err(classify)?,
+    )
+}
+
+#[async_trait]
+impl StreamStore for SqliteUsers {
+    async fn create_stream(&self, s: &StreamRecord) -> Result<(), StoreError> {
+        sqlx::query("INSERT INTO streams (name, owner_id, access, key_digest, created_at) VALUES (?, ?, ?, ?, ?)")
+            .bind(&s.name)
+            .bind(s.owner_id)
+            .bind(s.access.as_str())
+            .bind(&s.key_digest[..])
+            .bind(s.created_at)
+            .execute(self.counted())
+            .await
+            .map_err(classify)?;
+        Ok(())
+    }
+
+    async fn find_stream(&self, name: &str) -> Result<Option<StreamRecord>, StoreError> {
+        let row = sqlx::query(&format!("SELECT {STREAM_COLUMNS} FROM streams WHERE name = ?"))
+            .bind(name)
+            .fetch_optional(self.counted())
+            .await
+            .map_err(classify)?;
+        row.as_ref().map(stream).transpose()
+    }
+
+    async fn list_streams(&self, owner_id: Option<i64>) -> Result<Vec<StreamRecord>, StoreError> {
+        let rows = sqlx::query(&format!(
+            "SELECT {STREAM_COLUMNS} FROM streams WHERE ?1 IS NULL OR owner_id = ?1 ORDER BY created_at, name"
+        ))
+        .bind(owner_id)
+        .fetch_all(self.counted())
+        .await
+        .map_err(classify)?;
+        rows.iter().map(stream).collect()
+    }
+
+    async fn set_stream_access(&self, name: &str, access: StreamAccess) -> Result<bool, StoreError> {
+        let done = sqlx::query("UPDATE streams SET access = ? WHERE name = ?")
+            .bind(access.as_str())
+            .bind(name)
+            .execute(self.counted())
+            .await
+            .map_err(classify)?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn set_stream_key(&self, name: &str, key_digest: &[u8; 32]) -> Result<bool, StoreError> {
+        let done = sqlx::query("UPDATE streams SET key_digest = ? WHERE name = ?")
+            .bind(&key_digest[..])
+            .bind(name)
+            .execute(self.counted())
+            .await
+            .map_err(classify)?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn delete_stream(&self, name: &str) -> Result<bool, StoreError> {
+        let done = sqlx::query("DELETE FROM streams WHERE name = ?")
+            .bind(name)
+            .execute(self.counted())
+            .await
+            .map_err(classify)?;
+        Ok(done.rows_affected() == 1)
     }
 }

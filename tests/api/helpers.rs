@@ -130,9 +130,14 @@ impl TestApp {
     }
 
     pub async fn post_auth(&self, path: &str, token: &str, body: Option<&Value>) -> Response {
+        self.send_auth(reqwest::Method::POST, path, token, body).await
+    }
+
+    /// A request with this method, token and (JSON) body.
+    pub async fn send_auth(&self, method: reqwest::Method, path: &str, token: &str, body: Option<&Value>) -> Response {
         let mut req = self
             .client
-            .post(self.url(path))
+            .request(method, self.url(path))
             .header("Authorization", format!("JWT {token}"));
         if let Some(body) = body {
             req = req.json(body);

@@ -13,6 +13,7 @@ mod refresh;
 #[cfg(target_os = "linux")] // reads /proc
 mod scheduling;
 mod sessions;
+mod streams;
 #[path = "../support/mod.rs"]
 mod support;
 mod throttling;
