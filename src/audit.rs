@@ -35,6 +35,9 @@ pub enum Event {
     StreamCreated,
     StreamKeyRotated,
     StreamDeleted,
+    StreamPublish,
+    StreamPlay,
+    StreamUpdate,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]

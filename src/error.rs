@@ -73,6 +73,8 @@ pub enum ApiError {
     StreamTaken,
     #[error("forbidden")]
     Forbidden,
+    #[error("invalid ticket")]
+    InvalidTicket,
     #[error("payload too large")]
     PayloadTooLarge,
     #[error("unsupported media type")]
@@ -116,7 +118,7 @@ impl ApiError {
             | SessionReplaced | InvalidCredentials | InvalidRefreshToken | RefreshTokenReused => {
                 StatusCode::UNAUTHORIZED
             }
-            AccountDisabled | WrongPassword | SessionLimitReached | Forbidden => StatusCode::FORBIDDEN,
+            AccountDisabled | WrongPassword | SessionLimitReached | Forbidden | InvalidTicket => StatusCode::FORBIDDEN,
             NotFound => StatusCode::NOT_FOUND,
             MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             MobileTaken | StreamTaken => StatusCode::CONFLICT,
@@ -151,6 +153,7 @@ impl ApiError {
             MobileTaken => "mobile_taken",
             StreamTaken => "stream_taken",
             Forbidden => "forbidden",
+            InvalidTicket => "invalid_ticket",
             PayloadTooLarge => "payload_too_large",
             UnsupportedMediaType => "unsupported_media_type",
             Internal(_) => "internal",
@@ -222,6 +225,7 @@ impl ApiError {
             MobileTaken => pick("mobile number already registered", "手机号已被注册"),
             StreamTaken => pick("stream name already taken", "直播流名称已被占用"),
             Forbidden => pick("not allowed", "无权执行此操作"),
+            InvalidTicket => pick("no valid play ticket for this stream", "没有此直播流的有效观看票据"),
             PayloadTooLarge => pick("request body too large", "请求体过大"),
             UnsupportedMediaType => pick(
                 "request body must be JSON (Content-Type: application/json)",

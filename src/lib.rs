@@ -21,7 +21,9 @@ pub mod refresh;
 mod service_fixtures;
 pub mod sessions;
 pub mod state;
+pub mod stream_auth;
 pub mod streams;
+pub mod tickets;
 pub mod users;
 
 // Core: the API's error, the Authorization header, tokens.

@@ -47,8 +47,15 @@ enum LoadError {
     Encode(serde_json::Error),
 }
 
+/// What is kept of a user: the profile as sent, and the roles forward auth checks.
+#[derive(Clone)]
+struct Entry {
+    json: ProfileJson,
+    roles: Arc<[String]>,
+}
+
 pub struct Profiles {
-    cache: Cache<i64, ProfileJson>,
+    cache: Cache<i64, Entry>,
 }
 
 impl Default for Profiles {
@@ -63,9 +70,19 @@ impl Profiles {
     /// The user's profile: from the cache, or read once from the user table however
     /// many requests ask for it at the same moment.
     pub async fn get(&self, users: &dyn UserStore, user_id: i64) -> Result<ProfileJson, ApiError> {
+        Ok(self.entry(users, user_id).await?.json)
+    }
+
+    /// The user's roles, as fresh as the profile (forward auth's `?role=`).
+    pub async fn roles(&self, users: &dyn UserStore, user_id: i64) -> Result<Arc<[String]>, ApiError> {
+        Ok(self.entry(users, user_id).await?.roles)
+    }
+
+    async fn entry(&self, users: &dyn UserStore, user_id: i64) -> Result<Entry, ApiError> {
         let load = async {
             let u = users.find_by_id(user_id).await.map_err(LoadError::Store)?;
             let u = u.ok_or(LoadError::Missing)?;
+            let roles: Arc<[String]> = u.roles.clone().into();
             let profile = Profile {
                 user_id: u.user_id,
                 mobile: u.mobile,
@@ -74,7 +91,8 @@ impl Profiles {
                 last_login: u.last_login.map(crate::clock::rfc3339),
             };
             let json = serde_json::value::to_raw_value(&profile).map_err(LoadError::Encode)?;
-            Ok::<_, LoadError>(ProfileJson(Arc::from(json)))
+            let json = ProfileJson(Arc::from(json));
+            Ok::<_, LoadError>(Entry { json, roles })
         };
         self.cache.try_get_with(user_id, load).await.map_err(|e| match &*e {
             LoadError::Missing => ApiError::NotFound,

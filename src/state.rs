@@ -13,6 +13,7 @@ use crate::ratelimit::{Limits, RateLimiter};
 use crate::refresh::Refresher;
 use crate::sessions::{self, Sessions};
 use crate::store::{self, Mode, Stores};
+use crate::stream_auth::StreamAuth;
 use crate::streams::Streams;
 use crate::tokens::KeyRing;
 use crate::users::{AccountRules, Accounts};
@@ -26,6 +27,7 @@ pub struct Services {
     pub sessions: Sessions,
     pub refresher: Refresher,
     pub streams: Streams,
+    pub stream_auth: StreamAuth,
 }
 
 /// Shared by every request; cheap to clone.
@@ -83,6 +85,13 @@ impl AppState {
             keys: keys.clone(),
             audit: audit.clone(),
         };
+        let stream_auth = StreamAuth {
+            streams: streams.clone(),
+            users: stores.users.clone(),
+            sessions: stores.sessions.clone(),
+            audit: audit.clone(),
+            ticket_ttl: config.play_ticket_ttl as i64,
+        };
         Ok(AppState(Arc::new(Services {
             config,
             stores,
@@ -92,6 +101,7 @@ impl AppState {
             sessions,
             refresher,
             streams,
+            stream_auth,
         })))
     }
 

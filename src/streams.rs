@@ -228,6 +228,16 @@ impl Streams {
         Ok(())
     }
 
+    /// The stream whose current key is `key` (the key given as the stream's name).
+    pub async fn find_by_key(&self, key: &str) -> Result<Option<StreamRecord>, ApiError> {
+        for k in self.keys.stream_digest_keys() {
+            if let Some(stream) = self.store.find_stream_by_key(&digest(key, k)).await? {
+                return Ok(Some(stream));
+            }
+        }
+        Ok(None)
+    }
+
     /// Whether `key` is the stream's current publish key (compared in constant time,
     /// under every key of the ring).
     pub fn key_matches(&self, stream: &StreamRecord, key: &str) -> bool {

@@ -567,6 +567,8 @@ async fn streams_round_trip(users: Arc<dyn UserStore>, store: Arc<dyn StreamStor
 
     assert!(store.set_stream_access("one", StreamAccess::Public).await.unwrap());
     assert!(store.set_stream_key("one", &[9; 32]).await.unwrap());
+    assert_eq!(store.find_stream_by_key(&[9; 32]).await.unwrap().unwrap().name, "one");
+    assert_eq!(store.find_stream_by_key(&[8; 32]).await.unwrap(), None);
     let one = store.find_stream("one").await.unwrap().unwrap();
     assert_eq!((one.access, one.key_digest), (StreamAccess::Public, [9; 32]));
     assert!(!store.set_stream_access("none", StreamAccess::Public).await.unwrap());

@@ -7,3 +7,5 @@ CREATE TABLE streams (
     created_at  BIGINT  NOT NULL
 );
 CREATE INDEX streams_by_owner ON streams (owner_id, created_at);
+-- The key-as-name form (nginx-rtmp) finds a stream by its key's digest.
+CREATE INDEX streams_by_key ON streams (key_digest);

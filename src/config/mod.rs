@@ -176,6 +176,15 @@ settings! {
     /// Redis's invalidation messages (true or false).
     redis_session_cache: bool = true,
         parse: values::parsed("true or false"), example: "false";
+    /// How long a play ticket may start a playback, seconds.
+    play_ticket_ttl: u64 = 300,
+        parse: values::seconds, example: "60";
+    /// Addresses that may call the media-server hooks: CIDRs separated by commas.
+    hook_allow: Vec<IpNet> = values::loopback(),
+        parse: values::networks, example: "10.0.0.0/8";
+    /// A secret every hook URL must carry as ?secret= (at least 16 bytes; unset: none).
+    hook_secret: Option<Secret> = None,
+        parse: values::hook_secret, example: "an-example-hook-secret", secret;
 }
 
 const RATE_FORM: &str = "a limit like 10/900 (count/seconds)";

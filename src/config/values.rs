@@ -235,6 +235,24 @@ pub fn secret(raw: &str) -> Parsed<Option<Secret>> {
     Ok(Some(Secret(raw.as_bytes().to_vec())))
 }
 
+/// The shortest hook secret accepted.
+pub const MIN_HOOK_SECRET_LEN: usize = 16;
+
+pub fn hook_secret(raw: &str) -> Parsed<Option<Secret>> {
+    if raw.len() < MIN_HOOK_SECRET_LEN {
+        return Err(format!("must be at least {MIN_HOOK_SECRET_LEN} bytes"));
+    }
+    Ok(Some(Secret(raw.as_bytes().to_vec())))
+}
+
+/// The loopback networks, IPv4 and IPv6.
+pub fn loopback() -> Vec<IpNet> {
+    vec![
+        "127.0.0.0/8".parse().expect("a CIDR"),
+        "::1/128".parse().expect("a CIDR"),
+    ]
+}
+
 /// CIDRs separated by commas; a bare address means a single host.
 pub fn networks(raw: &str) -> Parsed<Vec<IpNet>> {
     let mut nets = Vec::new();

@@ -2,13 +2,15 @@
 
 pub mod context;
 pub mod extract;
+pub mod forward_auth;
 pub mod health;
+pub mod hooks;
 pub mod passport;
 pub mod response;
 pub mod streams;
 
 use axum::extract::DefaultBodyLimit;
-use axum::routing::{delete, get, patch, post};
+use axum::routing::{any, delete, get, patch, post};
 use axum::Router;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::trace::TraceLayer;
@@ -35,6 +37,12 @@ pub fn router(state: AppState) -> Router {
             patch(streams::set_access).delete(streams::delete),
         )
         .route("/passport/streams/{name}/key", post(streams::rotate_key))
+        .route("/passport/streams/{name}/ticket", post(streams::ticket))
+        .route("/hooks/nginx-rtmp", post(hooks::nginx_rtmp))
+        .route("/hooks/srs", post(hooks::srs))
+        .route("/hooks/mediamtx", post(hooks::mediamtx))
+        .route("/auth/verify", any(forward_auth::verify))
+        .route("/auth/verify/{*rest}", any(forward_auth::verify))
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .fallback(passport::not_found)

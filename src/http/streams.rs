@@ -10,6 +10,7 @@ use super::extract::{AuthUser, ClientMeta, Json};
 use super::response::{ok, Envelope};
 use crate::error::ApiError;
 use crate::state::AppState;
+use crate::stream_auth::IssuedTicket;
 use crate::streams::{Actor, CreatedStream, StreamView};
 
 type Answer<T> = Result<Envelope<T>, ApiError>;
@@ -59,6 +60,14 @@ pub async fn rotate_key(
 ) -> Answer<serde_json::Value> {
     let key = state.streams.rotate(Actor::Owner(&who), &name, &meta).await?;
     Ok(ok(json!({ "key": key })))
+}
+
+pub async fn ticket(
+    State(state): State<AppState>,
+    AuthUser(who): AuthUser,
+    Path(name): Path<String>,
+) -> Answer<IssuedTicket> {
+    Ok(ok(state.stream_auth.ticket(&who, &name).await?))
 }
 
 pub async fn delete(

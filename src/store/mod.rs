@@ -117,6 +117,8 @@ pub trait StreamStore: Send + Sync {
     /// `Conflict` when the name is taken.
     async fn create_stream(&self, stream: &StreamRecord) -> Result<(), StoreError>;
     async fn find_stream(&self, name: &str) -> Result<Option<StreamRecord>, StoreError>;
+    /// The stream whose key has this digest.
+    async fn find_stream_by_key(&self, key_digest: &[u8; 32]) -> Result<Option<StreamRecord>, StoreError>;
     /// One owner's streams, or every stream; oldest first.
     async fn list_streams(&self, owner_id: Option<i64>) -> Result<Vec<StreamRecord>, StoreError>;
     /// False when there is no such stream.

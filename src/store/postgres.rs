@@ -225,6 +225,15 @@ impl StreamStore for PgUsers {
         row.as_ref().map(stream).transpose()
     }
 
+    async fn find_stream_by_key(&self, key_digest: &[u8; 32]) -> Result<Option<StreamRecord>, StoreError> {
+        let row = sqlx::query(&format!("SELECT {STREAM_COLUMNS} FROM streams WHERE key_digest = $1"))
+            .bind(&key_digest[..])
+            .fetch_optional(self.counted())
+            .await
+            .map_err(classify)?;
+        row.as_ref().map(stream).transpose()
+    }
+
     async fn list_streams(&self, owner_id: Option<i64>) -> Result<Vec<StreamRecord>, StoreError> {
         let rows = sqlx::query(&format!(
             "SELECT {STREAM_COLUMNS} FROM streams WHERE $1::BIGINT IS NULL OR owner_id = $1 ORDER BY created_at, name"

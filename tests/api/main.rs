@@ -6,6 +6,7 @@ mod durability;
 mod envelope;
 mod flows;
 mod helpers;
+mod hooks;
 mod identify_cost;
 mod keyring;
 mod legacy;

@@ -1,0 +1,98 @@
+//! `/auth/verify` (SPEC §12): "may this request through?" for nginx `auth_request`,
+//! Traefik ForwardAuth, Caddy `forward_auth` and Envoy `ext_authz`. A token is
+//! checked as identify checks it; `?stream=` asks the play decision of §11, with
+//! the ticket taken from the original URI the proxy passes on.
+
+use axum::extract::{FromRequestParts, Request, State};
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+
+use super::extract::{request_meta, AuthUser};
+use super::hooks::FirstValues;
+use super::response::Envelope;
+use crate::error::ApiError;
+use crate::identify::Identity;
+use crate::state::AppState;
+use crate::stream_auth::Phase;
+
+/// The original request's URI, as nginx (`X-Original-URI`, set by the operator) or
+/// Traefik and Caddy (`X-Forwarded-Uri`) pass it on.
+fn original_uri(headers: &HeaderMap) -> Option<&str> {
+    ["x-original-uri", "x-forwarded-uri"]
+        .iter()
+        .find_map(|name| headers.get(*name))
+        .and_then(|v| v.to_str().ok())
+}
+
+/// The `ticket` argument of the original URI's query.
+fn ticket_of(uri: &str) -> Option<String> {
+    let query = uri.split_once('?')?.1;
+    let query = query.split('#').next().unwrap_or(query);
+    FirstValues::parse(query.as_bytes()).get("ticket").map(str::to_owned)
+}
+
+pub async fn verify(State(state): State<AppState>, req: Request) -> Response {
+    let (mut parts, _) = req.into_parts();
+    match decide(&state, &mut parts).await {
+        Ok(resp) => resp,
+        Err(e) => e.into_response(),
+    }
+}
+
+async fn decide(state: &AppState, parts: &mut Parts) -> Result<Response, ApiError> {
+    let own = FirstValues::parse(parts.uri.query().unwrap_or("").as_bytes());
+    let has_token = parts.headers.contains_key(axum::http::header::AUTHORIZATION);
+    // A token that fails identify is a 401, whatever else the request carries.
+    let caller: Option<Identity> = if has_token {
+        let AuthUser(who) = AuthUser::from_request_parts(parts, state).await?;
+        Some(who)
+    } else {
+        None
+    };
+    if let Some(stream) = own.get("stream") {
+        let ticket = original_uri(&parts.headers).and_then(ticket_of);
+        let meta = request_meta(parts, state);
+        let verdict = state
+            .stream_auth
+            .play(stream, ticket.as_deref(), caller.as_ref(), Phase::Start, &meta)
+            .await?;
+        if !verdict.allowed() {
+            return Err(ApiError::InvalidTicket);
+        }
+        return match caller {
+            Some(who) => answer(state, &who, own.get("role")).await,
+            None => Ok(Envelope(StatusCode::OK, json!({ "stream": stream })).into_response()),
+        };
+    }
+    let who = caller.ok_or(ApiError::MissingCredentials)?;
+    answer(state, &who, own.get("role")).await
+}
+
+/// 200 with who the caller is, in headers the proxy passes upstream. These
+/// headers are always Passport's own: nothing of the request is echoed.
+async fn answer(state: &AppState, who: &Identity, role: Option<&str>) -> Result<Response, ApiError> {
+    let accounts = &state.accounts;
+    let roles = accounts.profiles.roles(&*accounts.users, who.user_id).await?;
+    if let Some(role) = role {
+        if !roles.iter().any(|r| r == role) {
+            return Err(ApiError::Forbidden);
+        }
+    }
+    let session_id = who.session_id.encode();
+    let joined = roles.join(",");
+    let data = json!({ "user_id": who.user_id, "session_id": session_id, "roles": &*roles });
+    let mut resp = Envelope(StatusCode::OK, data).into_response();
+    let headers = resp.headers_mut();
+    for (name, value) in [
+        ("x-user-id", who.user_id.to_string()),
+        ("x-session-id", session_id),
+        ("x-user-roles", joined),
+    ] {
+        if let Ok(v) = HeaderValue::from_str(&value) {
+            headers.insert(HeaderName::from_static(name), v);
+        }
+    }
+    Ok(resp)
+}

@@ -1,0 +1,208 @@
+//! The media-server hooks of SPEC §11: nginx-rtmp's form, SRS's JSON and MediaMTX's
+//! JSON, each parsed into one call of `stream_auth` and answered in its own
+//! dialect. Only addresses in `hook_allow` may call them, with `?secret=` when a
+//! hook secret is set.
+
+use std::net::{IpAddr, SocketAddr};
+
+use axum::body::Bytes;
+use axum::extract::{ConnectInfo, FromRequestParts, State};
+use axum::http::request::Parts;
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+use serde_json::json;
+use subtle::ConstantTimeEq;
+
+use super::extract::{request_meta, Json};
+use super::response::ok;
+use crate::audit::RequestMeta;
+use crate::error::ApiError;
+use crate::state::AppState;
+use crate::stream_auth::{Phase, Verdict};
+
+/// The first value of each key of a query or form: nginx-rtmp appends the client's
+/// own query after its fields, so a later `key=` or `call=` is the client's and is
+/// never believed.
+pub struct FirstValues(Vec<(String, String)>);
+
+impl FirstValues {
+    pub fn parse(text: &[u8]) -> FirstValues {
+        let mut seen: Vec<(String, String)> = Vec::new();
+        for (k, v) in form_urlencoded::parse(text) {
+            if !seen.iter().any(|(key, _)| *key == k) {
+                seen.push((k.into_owned(), v.into_owned()));
+            }
+        }
+        FirstValues(seen)
+    }
+
+    /// The value, when given and not empty.
+    pub fn get(&self, key: &str) -> Option<&str> {
+        self.0
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
+            .filter(|v| !v.is_empty())
+    }
+}
+
+/// A hook call from an allowed address, with the hook secret when one is set.
+/// Carries who the media server says the client is, for the audit log.
+pub struct HookCaller(pub RequestMeta);
+
+impl FromRequestParts<AppState> for HookCaller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let peer = parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip());
+        let allowed = peer.is_some_and(|ip| state.config.hook_allow.iter().any(|net| net.contains(&ip)));
+        if !allowed {
+            return Err(ApiError::Forbidden);
+        }
+        if let Some(secret) = &state.config.hook_secret {
+            let query = FirstValues::parse(parts.uri.query().unwrap_or("").as_bytes());
+            let given = query.get("secret").unwrap_or("").as_bytes();
+            if !bool::from(given.ct_eq(secret.expose())) {
+                return Err(ApiError::Forbidden);
+            }
+        }
+        Ok(HookCaller(request_meta(parts, state)))
+    }
+}
+
+/// The media server's word for its client's address, when it is one.
+fn with_client(mut meta: RequestMeta, addr: Option<&str>) -> RequestMeta {
+    if let Some(ip) = addr.and_then(|a| a.parse::<IpAddr>().ok()) {
+        meta.ip = Some(ip.to_string());
+    }
+    meta
+}
+
+/// nginx-rtmp: 2xx allows, 3xx with `Location` renames the stream, anything else
+/// drops the client.
+pub async fn nginx_rtmp(State(state): State<AppState>, HookCaller(meta): HookCaller, body: Bytes) -> Response {
+    let args = FirstValues::parse(&body);
+    let meta = with_client(meta, args.get("addr"));
+    let name = args.get("name").unwrap_or("");
+    let auth = &state.stream_auth;
+    let decided = match args.get("call").unwrap_or("") {
+        "publish" => auth.publish(name, args.get("key"), Phase::Start, &meta).await,
+        "update_publish" => auth.publish(name, args.get("key"), Phase::Update, &meta).await,
+        "play" => auth.play(name, args.get("ticket"), None, Phase::Start, &meta).await,
+        "update_play" => auth.play(name, args.get("ticket"), None, Phase::Update, &meta).await,
+        "publish_done" | "play_done" | "done" => return ok(()).into_response(),
+        _ => return ApiError::InvalidParams(crate::error::BadInput::WrongShape).into_response(),
+    };
+    match decided {
+        // The key given as the name: nginx-rtmp publishes under the stream's name.
+        // Its updates then carry the key as the name again, answered 2xx.
+        Ok(Verdict::Allow { renamed: Some(real) }) if args.get("call") == Some("publish") => {
+            (StatusCode::FOUND, [(header::LOCATION, real)]).into_response()
+        }
+        Ok(Verdict::Allow { .. }) => ok(()).into_response(),
+        Ok(Verdict::Deny(_)) => ApiError::Forbidden.into_response(),
+        Err(e) => e.into_response(),
+    }
+}
+
+#[derive(Deserialize)]
+pub struct SrsHook {
+    #[serde(default)]
+    action: String,
+    #[serde(default)]
+    stream: String,
+    /// `?key=…`, as the client gave it.
+    #[serde(default)]
+    param: String,
+    #[serde(default)]
+    ip: Option<String>,
+}
+
+/// SRS: allowed only by HTTP 200 with a body whose `code` is 0; anything else
+/// denies (its rule, an exception to the envelope).
+pub async fn srs(State(state): State<AppState>, HookCaller(meta): HookCaller, Json(hook): Json<SrsHook>) -> Response {
+    let allow = || (StatusCode::OK, axum::Json(json!({ "code": 0, "msg": "ok" }))).into_response();
+    let args = FirstValues::parse(hook.param.trim_start_matches('?').as_bytes());
+    let meta = with_client(meta, hook.ip.as_deref());
+    let auth = &state.stream_auth;
+    let decided = match hook.action.as_str() {
+        "on_publish" => auth.publish(&hook.stream, args.get("key"), Phase::Start, &meta).await,
+        "on_play" => {
+            auth.play(&hook.stream, args.get("ticket"), None, Phase::Start, &meta)
+                .await
+        }
+        "on_unpublish" | "on_stop" => return allow(),
+        _ => return ApiError::InvalidParams(crate::error::BadInput::WrongShape).into_response(),
+    };
+    match decided {
+        Ok(v) if v.allowed() => allow(),
+        Ok(_) => ApiError::Forbidden.into_response(),
+        Err(e) => e.into_response(),
+    }
+}
+
+#[derive(Deserialize)]
+pub struct MediaMtxHook {
+    #[serde(default)]
+    action: String,
+    #[serde(default)]
+    path: String,
+    #[serde(default)]
+    query: String,
+    #[serde(default)]
+    user: String,
+    #[serde(default)]
+    password: String,
+    #[serde(default)]
+    token: String,
+    #[serde(default)]
+    ip: Option<String>,
+}
+
+/// MediaMTX: any 2xx allows. A request with no credential at all gets 401, so that
+/// RTSP and HLS clients ask their user for one; other refusals are 403.
+pub async fn mediamtx(
+    State(state): State<AppState>,
+    HookCaller(meta): HookCaller,
+    Json(hook): Json<MediaMtxHook>,
+) -> Response {
+    let args = FirstValues::parse(hook.query.as_bytes());
+    let meta = with_client(meta, hook.ip.as_deref());
+    let given = |arg: &str| {
+        args.get(arg)
+            .or(Some(hook.password.as_str()).filter(|p| !p.is_empty()))
+            .or(Some(hook.token.as_str()).filter(|t| !t.is_empty()))
+    };
+    let auth = &state.stream_auth;
+    let decided = match hook.action.as_str() {
+        "publish" => auth.publish(&hook.path, given("key"), Phase::Start, &meta).await,
+        "read" | "playback" => auth.play(&hook.path, given("ticket"), None, Phase::Start, &meta).await,
+        _ => return ApiError::Forbidden.into_response(),
+    };
+    let no_credential = [args.get("key"), args.get("ticket")].iter().all(Option::is_none)
+        && hook.user.is_empty()
+        && hook.password.is_empty()
+        && hook.token.is_empty();
+    match decided {
+        Ok(v) if v.allowed() => ok(()).into_response(),
+        Ok(_) if no_credential => ApiError::MissingCredentials.into_response(),
+        Ok(_) => ApiError::Forbidden.into_response(),
+        Err(e) => e.into_response(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_first_value_of_a_repeated_argument_wins() {
+        let args = FirstValues::parse(b"call=publish&name=show&key=right&call=play&key=wrong&empty=");
+        assert_eq!(args.get("call"), Some("publish"));
+        assert_eq!(args.get("key"), Some("right"));
+        assert_eq!(args.get("name"), Some("show"));
+        assert_eq!(args.get("empty"), None);
+        assert_eq!(args.get("missing"), None);
+    }
+}

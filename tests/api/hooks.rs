@@ -1,0 +1,445 @@
+//! SPEC §11 and §12 over HTTP: the media-server hooks in the dialects nginx-rtmp,
+//! SRS and MediaMTX speak (request bodies built field by field from their hook
+//! contracts), and forward auth. The end-to-end run with real nginx-rtmp and
+//! ffmpeg is in `live.rs`.
+
+use std::time::Duration;
+
+use reqwest::{Method, Response};
+use serde_json::{json, Value};
+
+use crate::helpers::*;
+
+/// A test app with a streamer (13800000130) who owns `show` (login) and `open`
+/// (public), and a viewer (13800000131), both logged in.
+struct Live {
+    app: TestApp,
+    streamer: String,
+    viewer: String,
+    key: String,
+}
+
+async fn live(extra: &[(&str, &str)]) -> Live {
+    let app = spawn_app_with(extra).await;
+    let streamer = app.signup_and_login("13800000130").await["token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let viewer = app.signup_and_login("13800000131").await["token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let out = run_command(&app.dir, &["user", "role", "add", "13800000130", "streamer"], "").await;
+    assert!(out.status.success());
+    let created = app
+        .post_auth("/passport/streams", &streamer, Some(&json!({ "name": "show" })))
+        .await;
+    let key = assert_ok(created, 201).await["key"].as_str().unwrap().to_owned();
+    let open = json!({ "name": "open", "access": "public" });
+    assert_ok(app.post_auth("/passport/streams", &streamer, Some(&open)).await, 201).await;
+    Live {
+        app,
+        streamer,
+        viewer,
+        key,
+    }
+}
+
+impl Live {
+    async fn ticket(&self, token: &str, stream: &str) -> String {
+        let r = self
+            .app
+            .post_auth(&format!("/passport/streams/{stream}/ticket"), token, None)
+            .await;
+        assert_ok(r, 200).await["ticket"].as_str().unwrap().to_owned()
+    }
+
+    /// nginx-rtmp's notify body: its own fields, then the client's query, raw.
+    async fn rtmp(&self, call: &str, name: &str, client_query: &str) -> Response {
+        let mut body = format!(
+            "app=live&flashver=FMLE%2F3.0&swfurl=&tcurl=rtmp%3A%2F%2F127.0.0.1%2Flive&pageurl=\
+             &addr=127.0.0.1&clientid=7&call={call}&name={name}&type=live"
+        );
+        if !client_query.is_empty() {
+            body.push('&');
+            body.push_str(client_query);
+        }
+        // nginx-rtmp reads a 3xx itself: no following it.
+        let client = reqwest::Client::builder()
+            .no_proxy()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .unwrap();
+        client
+            .post(self.app.url("/hooks/nginx-rtmp"))
+            .header("Content-Type", "application/x-www-form-urlencoded")
+            .body(body)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    async fn json_hook(&self, path: &str, body: Value) -> Response {
+        self.app.post_json(path, &body).await
+    }
+}
+
+/// SRS's hook body (srs_app_http_hooks.cpp): every field it sends.
+fn srs_body(action: &str, stream: &str, param: &str) -> Value {
+    json!({
+        "server_id": "vid-0xk989d", "service_id": "hj1dbm59", "action": action,
+        "client_id": "341w361a", "ip": "127.0.0.1", "vhost": "__defaultVhost__",
+        "app": "live", "tcUrl": "rtmp://127.0.0.1:1935/live", "stream": stream,
+        "param": param, "stream_url": format!("/live/{stream}"), "stream_id": "vid-124q9y3"
+    })
+}
+
+/// MediaMTX's authentication request (its authentication docs).
+fn mediamtx_body(action: &str, path: &str, query: &str, password: &str, token: &str) -> Value {
+    json!({
+        "user": "", "password": password, "token": token, "ip": "127.0.0.1",
+        "action": action, "path": path, "protocol": "rtmp", "id": null, "query": query
+    })
+}
+
+#[tokio::test]
+async fn nginx_rtmp_publish_takes_the_first_key_and_the_key_as_name_renames() {
+    let l = live(&[]).await;
+    let key = &l.key;
+    assert_ok(l.rtmp("publish", "show", &format!("key={key}")).await, 200).await;
+    assert_error(l.rtmp("publish", "show", "key=sk_wrong").await, 403, "forbidden").await;
+    assert_error(l.rtmp("publish", "show", "").await, 403, "forbidden").await;
+    assert_error(
+        l.rtmp("publish", "nosuch", &format!("key={key}")).await,
+        403,
+        "forbidden",
+    )
+    .await;
+    // The client repeats key= after nginx-rtmp's fields: the first value counts.
+    assert_error(
+        l.rtmp("publish", "show", &format!("key=sk_wrong&key={key}")).await,
+        403,
+        "forbidden",
+    )
+    .await;
+    // And call=: nginx-rtmp's own `play` of a public stream stays a play.
+    assert_ok(l.rtmp("play", "open", "call=publish&key=sk_wrong").await, 200).await;
+
+    // The key pasted as the stream name (OBS's "stream key"): renamed by a 302.
+    let r = l.rtmp("publish", key, "").await;
+    assert_eq!(r.status(), 302);
+    assert_eq!(r.headers()["location"], "show");
+    assert_ok(l.rtmp("update_publish", key, "").await, 200).await;
+    assert_error(
+        l.rtmp("publish", "sk_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA", "").await,
+        403,
+        "forbidden",
+    )
+    .await;
+
+    // Done calls always succeed.
+    assert_ok(l.rtmp("publish_done", "whatever", "").await, 200).await;
+    assert_ok(l.rtmp("play_done", "show", "").await, 200).await;
+    assert_error(l.rtmp("connect", "show", "").await, 400, "invalid_params").await;
+    l.app.stop().await;
+}
+
+#[tokio::test]
+async fn updates_drop_a_rotated_key_a_disabled_owner_and_an_ended_viewer() {
+    let l = live(&[("play_ticket_ttl", "1")]).await;
+    let key = l.key.clone();
+    assert_ok(l.rtmp("update_publish", "show", &format!("key={key}")).await, 200).await;
+    let rotated = assert_ok(
+        l.app.post_auth("/passport/streams/show/key", &l.streamer, None).await,
+        200,
+    )
+    .await;
+    let new_key = rotated["key"].as_str().unwrap();
+    assert_error(
+        l.rtmp("update_publish", "show", &format!("key={key}")).await,
+        403,
+        "forbidden",
+    )
+    .await;
+    assert_error(l.rtmp("update_publish", &key, "").await, 403, "forbidden").await;
+    assert_ok(l.rtmp("update_publish", "show", &format!("key={new_key}")).await, 200).await;
+
+    // The owner loses the role: publishing is refused until it is granted again.
+    run_command(&l.app.dir, &["user", "role", "remove", "13800000130", "streamer"], "").await;
+    assert_error(
+        l.rtmp("update_publish", "show", &format!("key={new_key}")).await,
+        403,
+        "forbidden",
+    )
+    .await;
+    run_command(&l.app.dir, &["user", "role", "add", "13800000130", "streamer"], "").await;
+    assert_ok(l.rtmp("update_publish", "show", &format!("key={new_key}")).await, 200).await;
+
+    // A viewer's ticket: starts a play; past its start window only updates pass,
+    // while the session lives.
+    let ticket = l.ticket(&l.viewer, "show").await;
+    assert!(ticket.len() <= 128);
+    assert_ok(l.rtmp("play", "show", &format!("ticket={ticket}")).await, 200).await;
+    assert_error(l.rtmp("play", "show", "").await, 403, "forbidden").await;
+    assert_error(
+        l.rtmp("play", "open2", &format!("ticket={ticket}")).await,
+        403,
+        "forbidden",
+    )
+    .await;
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    assert_error(
+        l.rtmp("play", "show", &format!("ticket={ticket}")).await,
+        403,
+        "forbidden",
+    )
+    .await;
+    assert_ok(l.rtmp("update_play", "show", &format!("ticket={ticket}")).await, 200).await;
+    assert_ok(l.app.post_auth("/passport/logout", &l.viewer, None).await, 200).await;
+    assert_error(
+        l.rtmp("update_play", "show", &format!("ticket={ticket}")).await,
+        403,
+        "forbidden",
+    )
+    .await;
+
+    // A deleted stream drops its publisher at the next update.
+    let del = l
+        .app
+        .send_auth(Method::DELETE, "/passport/streams/show", &l.streamer, None)
+        .await;
+    assert_ok(del, 200).await;
+    assert_error(
+        l.rtmp("update_publish", "show", &format!("key={new_key}")).await,
+        403,
+        "forbidden",
+    )
+    .await;
+
+    // Decisions are audited; no key and no ticket is.
+    let log = std::fs::read_to_string(l.app.audit_path()).unwrap();
+    for secret in [key.as_str(), new_key, ticket.as_str()] {
+        assert!(!log.contains(secret), "the audit log holds a key or ticket");
+    }
+    let events: Vec<Value> = log.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let count = |e: &str| events.iter().filter(|v| v["event"] == e).count();
+    assert!(count("stream_update") >= 8 && count("stream_play") >= 3, "{events:?}");
+    l.app.stop().await;
+}
+
+#[tokio::test]
+async fn srs_allows_only_with_code_zero() {
+    let l = live(&[]).await;
+    let code = |v: &Value| v["code"].as_i64().unwrap();
+    let r = l
+        .json_hook("/hooks/srs", srs_body("on_publish", "show", &format!("?key={}", l.key)))
+        .await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(code(&r.json().await.unwrap()), 0);
+    let r = l
+        .json_hook("/hooks/srs", srs_body("on_publish", "show", "?key=sk_wrong"))
+        .await;
+    assert_eq!(r.status(), 403);
+    assert_ne!(code(&r.json().await.unwrap()), 0);
+    let ticket = l.ticket(&l.viewer, "show").await;
+    let r = l
+        .json_hook("/hooks/srs", srs_body("on_play", "show", &format!("?ticket={ticket}")))
+        .await;
+    assert_eq!(code(&r.json().await.unwrap()), 0);
+    let r = l.json_hook("/hooks/srs", srs_body("on_play", "show", "")).await;
+    assert_eq!(r.status(), 403);
+    for action in ["on_unpublish", "on_stop"] {
+        let r = l.json_hook("/hooks/srs", srs_body(action, "nosuch", "")).await;
+        assert_eq!(
+            (r.status().as_u16(), code(&r.json().await.unwrap())),
+            (200, 0),
+            "{action}"
+        );
+    }
+    l.app.stop().await;
+}
+
+#[tokio::test]
+async fn mediamtx_asks_for_a_credential_with_401_and_refuses_others_with_403() {
+    let l = live(&[]).await;
+    let hook = "/hooks/mediamtx";
+    let key = &l.key;
+    assert_ok(
+        l.json_hook(hook, mediamtx_body("publish", "show", &format!("key={key}"), "", ""))
+            .await,
+        200,
+    )
+    .await;
+    assert_ok(
+        l.json_hook(hook, mediamtx_body("publish", "show", "", key, "")).await,
+        200,
+    )
+    .await;
+    assert_error(
+        l.json_hook(hook, mediamtx_body("publish", "show", "", "", "")).await,
+        401,
+        "missing_credentials",
+    )
+    .await;
+    assert_error(
+        l.json_hook(hook, mediamtx_body("publish", "show", "", "sk_wrong", ""))
+            .await,
+        403,
+        "forbidden",
+    )
+    .await;
+    let ticket = l.ticket(&l.viewer, "show").await;
+    assert_ok(
+        l.json_hook(hook, mediamtx_body("read", "show", "", "", &ticket)).await,
+        200,
+    )
+    .await;
+    assert_ok(
+        l.json_hook(
+            hook,
+            mediamtx_body("playback", "show", &format!("ticket={ticket}"), "", ""),
+        )
+        .await,
+        200,
+    )
+    .await;
+    assert_ok(l.json_hook(hook, mediamtx_body("read", "open", "", "", "")).await, 200).await;
+    assert_error(
+        l.json_hook(hook, mediamtx_body("read", "show", "", "", "")).await,
+        401,
+        "missing_credentials",
+    )
+    .await;
+    assert_error(
+        l.json_hook(hook, mediamtx_body("api", "show", "", key, "")).await,
+        403,
+        "forbidden",
+    )
+    .await;
+    l.app.stop().await;
+}
+
+#[tokio::test]
+async fn hooks_answer_only_allowed_addresses_with_the_secret() {
+    let l = live(&[("hook_allow", "10.0.0.0/8")]).await;
+    let body = mediamtx_body("read", "open", "", "", "");
+    assert_error(l.json_hook("/hooks/mediamtx", body.clone()).await, 403, "forbidden").await;
+    l.app.stop().await;
+
+    let l = live(&[("hook_secret", "a-hook-secret-of-some-length")]).await;
+    let body = mediamtx_body("read", "open", "", "", "");
+    assert_error(l.json_hook("/hooks/mediamtx", body.clone()).await, 403, "forbidden").await;
+    let wrong = "/hooks/mediamtx?secret=a-hook-secret-of-some-lengtX";
+    assert_error(l.json_hook(wrong, body.clone()).await, 403, "forbidden").await;
+    let right = "/hooks/mediamtx?secret=a-hook-secret-of-some-length";
+    assert_ok(l.json_hook(right, body).await, 200).await;
+    l.app.stop().await;
+}
+
+#[tokio::test]
+async fn forward_auth_answers_for_tokens_roles_and_stream_tickets() {
+    let l = live(&[]).await;
+    let get = |path: &str, headers: Vec<(&'static str, String)>| {
+        let mut req = l.app.client.request(Method::GET, l.app.url(path));
+        for (k, v) in headers {
+            req = req.header(k, v);
+        }
+        req.send()
+    };
+    let auth = |t: &str| ("Authorization", format!("JWT {t}"));
+
+    // A token; a client's own X-User-* headers are never echoed.
+    let r = get(
+        "/auth/verify",
+        vec![
+            auth(&l.streamer),
+            ("X-User-Id", "999".into()),
+            ("X-User-Roles", "admin".into()),
+        ],
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.status(), 200);
+    let user_id = r.headers()["x-user-id"].to_str().unwrap().to_owned();
+    assert_ne!(user_id, "999");
+    assert_eq!(r.headers()["x-user-roles"], "viewer,streamer");
+    assert!(r.headers().contains_key("x-session-id"));
+    let data = assert_ok(r, 200).await;
+    assert_eq!(data["user_id"].to_string(), user_id);
+    assert_eq!(data["roles"], json!(["viewer", "streamer"]));
+    // Envoy adds the original path; any method.
+    let r = l
+        .app
+        .client
+        .request(Method::PUT, l.app.url("/auth/verify/hls/show.m3u8"))
+        .header("Authorization", format!("JWT {}", l.viewer))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+
+    assert_ok(
+        get("/auth/verify?role=streamer", vec![auth(&l.streamer)])
+            .await
+            .unwrap(),
+        200,
+    )
+    .await;
+    assert_error(
+        get("/auth/verify?role=streamer", vec![auth(&l.viewer)]).await.unwrap(),
+        403,
+        "forbidden",
+    )
+    .await;
+    let r = get("/auth/verify", vec![]).await.unwrap();
+    assert!(r.headers().contains_key("www-authenticate"));
+    assert_error(r, 401, "missing_credentials").await;
+    assert_error(
+        get("/auth/verify", vec![auth("nope")]).await.unwrap(),
+        401,
+        "invalid_token",
+    )
+    .await;
+
+    // A stream: the ticket of the original URI (nginx's X-Original-URI, Traefik's
+    // and Caddy's X-Forwarded-Uri); a public stream needs nothing.
+    let ticket = l.ticket(&l.viewer, "show").await;
+    let with = |h: &'static str, uri: String| vec![(h, uri)];
+    let ok_uri = format!("/hls/show/index.m3u8?ticket={ticket}");
+    assert_ok(
+        get("/auth/verify?stream=show", with("X-Original-URI", ok_uri.clone()))
+            .await
+            .unwrap(),
+        200,
+    )
+    .await;
+    assert_ok(
+        get("/auth/verify?stream=show", with("X-Forwarded-Uri", ok_uri))
+            .await
+            .unwrap(),
+        200,
+    )
+    .await;
+    let bad_uri = "/hls/show/index.m3u8?ticket=1.AAAAAAAAAAAAAAAAAAAAAA.1.1.AAAAAAAAAAAAAAAAAAAAAA".to_owned();
+    assert_error(
+        get("/auth/verify?stream=show", with("X-Original-URI", bad_uri))
+            .await
+            .unwrap(),
+        403,
+        "invalid_ticket",
+    )
+    .await;
+    assert_error(
+        get("/auth/verify?stream=show", vec![]).await.unwrap(),
+        403,
+        "invalid_ticket",
+    )
+    .await;
+    assert_ok(get("/auth/verify?stream=open", vec![]).await.unwrap(), 200).await;
+    assert_ok(
+        get("/auth/verify?stream=show", vec![auth(&l.viewer)]).await.unwrap(),
+        200,
+    )
+    .await;
+    l.app.stop().await;
+}
