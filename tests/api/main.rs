@@ -10,6 +10,7 @@ mod hooks;
 mod identify_cost;
 mod keyring;
 mod legacy;
+mod live;
 mod refresh;
 #[cfg(target_os = "linux")] // reads /proc
 mod scheduling;

@@ -606,3 +606,224 @@ pub fn strip_ansi(s: &str) -> String {
     }
     out
 }
+
+/// The nginx binary: on PATH, or where Debian puts it.
+fn nginx_bin() -> Option<String> {
+    ["nginx", "/usr/sbin/nginx"]
+        .iter()
+        .find(|p| have(p))
+        .map(|p| p.to_string())
+}
+
+/// Debian's nginx-rtmp module.
+pub const RTMP_MODULE: &str = "/usr/lib/nginx/modules/ngx_rtmp_module.so";
+
+/// Whether nginx with the RTMP module and ffmpeg are installed; says how to get
+/// them otherwise (a failure under CI).
+pub fn live_software(test: &str) -> bool {
+    let missing = if nginx_bin().is_none() {
+        Some("nginx is not installed")
+    } else if !Path::new(RTMP_MODULE).exists() {
+        Some("nginx's RTMP module is not installed")
+    } else if !have("ffmpeg") {
+        Some("ffmpeg is not installed")
+    } else {
+        None
+    };
+    match missing {
+        None => true,
+        Some(what) => {
+            if in_ci() {
+                panic!("{test}: {what}; CI=true requires the live-stream tests to run");
+            }
+            let _ = writeln!(
+                std::io::stderr(),
+                "SKIPPED {test}: {what}. Install Debian's nginx-light, libnginx-mod-rtmp and ffmpeg \
+                 (apt-get install nginx-light libnginx-mod-rtmp ffmpeg), then run `cargo test`."
+            );
+            false
+        }
+    }
+}
+
+/// A private nginx on free loopback ports: an RTMP server whose `live` application
+/// asks Passport's nginx-rtmp hook (re-checking every second), and an HTTP server
+/// whose `/hls/<stream>/…` is protected by `auth_request` to Passport's
+/// `/auth/verify?stream=<stream>`. Stopped by pid when dropped.
+pub struct PrivateNginx {
+    pub rtmp_port: u16,
+    pub http_port: u16,
+    pub dir: tempfile::TempDir,
+    child: Child,
+}
+
+impl PrivateNginx {
+    /// The configuration, for the README to show the same thing.
+    pub fn config(dir: &Path, passport: &str, rtmp_port: u16, http_port: u16) -> String {
+        let d = dir.display();
+        let hook = format!("http://{passport}/hooks/nginx-rtmp");
+        format!(
+            "load_module {RTMP_MODULE};
+worker_processes 1;
+error_log {d}/error.log info;
+pid {d}/nginx.pid;
+events {{ worker_connections 256; }}
+
+rtmp {{
+    server {{
+        listen 127.0.0.1:{rtmp_port};
+        notify_method post;
+        application live {{
+            live on;
+            on_publish {hook};
+            on_play {hook};
+            on_update {hook};
+            on_publish_done {hook};
+            on_play_done {hook};
+            notify_update_timeout 1s;
+        }}
+    }}
+}}
+
+http {{
+    access_log off;
+    client_body_temp_path {d}/body;
+    proxy_temp_path {d}/proxy;
+    fastcgi_temp_path {d}/fastcgi;
+    uwsgi_temp_path {d}/uwsgi;
+    scgi_temp_path {d}/scgi;
+    server {{
+        listen 127.0.0.1:{http_port};
+        location ~ ^/hls/(?<hls_stream>[a-z0-9][a-z0-9_-]*)/ {{
+            set $passport_stream $hls_stream;
+            auth_request /_passport;
+            # Content comes after the access phase, where auth_request runs (a
+            # `return` would answer before it): every playlist is one file.
+            root {d}/www;
+            default_type application/vnd.apple.mpegurl;
+            try_files /playlist.m3u8 =404;
+        }}
+        location = /_passport {{
+            internal;
+            proxy_pass http://{passport}/auth/verify?stream=$passport_stream;
+            proxy_pass_request_body off;
+            proxy_set_header Content-Length \"\";
+            proxy_set_header X-Original-URI $request_uri;
+        }}
+    }}
+}}
+"
+        )
+    }
+
+    pub fn start(test: &str, passport: &str) -> Option<PrivateNginx> {
+        if !live_software(test) {
+            return None;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let (rtmp_port, http_port) = (free_port(), free_port());
+        let conf = dir.path().join("nginx.conf");
+        // nginx's workers drop root: they must be able to read the playlist.
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+        std::fs::create_dir(dir.path().join("www")).unwrap();
+        std::fs::write(dir.path().join("www/playlist.m3u8"), "#EXTM3U\n").unwrap();
+        std::fs::write(&conf, Self::config(dir.path(), passport, rtmp_port, http_port)).unwrap();
+        let child = Command::new(nginx_bin().unwrap())
+            .arg("-p")
+            .arg(dir.path())
+            .arg("-c")
+            .arg(&conf)
+            .args(["-g", "daemon off; master_process on;"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start nginx");
+        let nginx = PrivateNginx {
+            rtmp_port,
+            http_port,
+            dir,
+            child,
+        };
+        let up = wait_for_port(rtmp_port, Duration::from_secs(10)) && wait_for_port(http_port, Duration::from_secs(10));
+        if !up {
+            let log = std::fs::read_to_string(nginx.dir.path().join("error.log")).unwrap_or_default();
+            panic!("{test}: nginx did not start: {log}");
+        }
+        Some(nginx)
+    }
+
+    pub fn rtmp_url(&self, path: &str) -> String {
+        format!("rtmp://127.0.0.1:{}/live/{path}", self.rtmp_port)
+    }
+}
+
+impl Drop for PrivateNginx {
+    fn drop(&mut self) {
+        // SIGTERM lets the master stop its workers; a kill would leave them behind.
+        unsafe {
+            libc::kill(self.child.id() as i32, libc::SIGTERM);
+        }
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// ffmpeg publishing a test pattern for `seconds` to `url`.
+pub fn ffmpeg_publish(url: &str, seconds: u32) -> Command {
+    let mut cmd = Command::new("ffmpeg");
+    cmd.args([
+        "-hide_banner",
+        "-loglevel",
+        "error",
+        "-nostdin",
+        "-re",
+        "-f",
+        "lavfi",
+        "-i",
+    ])
+    .arg("testsrc=size=320x240:rate=25")
+    .args(["-t", &seconds.to_string()])
+    .args([
+        "-c:v",
+        "libx264",
+        "-preset",
+        "ultrafast",
+        "-pix_fmt",
+        "yuv420p",
+        "-g",
+        "25",
+        "-f",
+        "flv",
+    ])
+    .arg(url)
+    .stdout(Stdio::null())
+    .stderr(Stdio::null());
+    cmd
+}
+
+/// ffmpeg playing `url` for `seconds`, to nowhere.
+pub fn ffmpeg_play(url: &str, seconds: u32) -> Command {
+    let mut cmd = Command::new("ffmpeg");
+    cmd.args([
+        "-hide_banner",
+        "-loglevel",
+        "error",
+        "-nostdin",
+        "-rw_timeout",
+        "5000000",
+        "-i",
+    ])
+    .arg(url)
+    .args(["-t", &seconds.to_string(), "-f", "null", "-"])
+    .stdout(Stdio::null())
+    .stderr(Stdio::null());
+    cmd
+}
