@@ -50,6 +50,9 @@ pub fn router(state: AppState) -> Router {
         // A panic becomes a bare 500, which the context layer turns into the envelope.
         .layer(CatchPanicLayer::new())
         .layer(axum::middleware::from_fn_with_state(state.clone(), context::middleware))
-        .layer(TraceLayer::new_for_http())
+        // The path only: a query may carry a hook secret or a ticket.
+        .layer(TraceLayer::new_for_http().make_span_with(|req: &axum::extract::Request| {
+            tracing::debug_span!("request", method = %req.method(), path = %req.uri().path())
+        }))
         .with_state(state)
 }

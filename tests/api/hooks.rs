@@ -443,3 +443,83 @@ async fn forward_auth_answers_for_tokens_roles_and_stream_tickets() {
     .await;
     l.app.stop().await;
 }
+
+/// Neither a stream key, a play ticket nor the hook secret reaches the server's
+/// log, even at its most verbose.
+#[tokio::test]
+async fn no_key_ticket_or_hook_secret_in_the_log_at_trace_level() {
+    let tmp = tempfile::tempdir().unwrap();
+    let log = tmp.path().join("passport.log");
+    let hook_secret = "a-hook-secret-of-some-length";
+    let settings = settings(tmp.path(), &[("hook_secret", hook_secret)]);
+    let server = crate::support::PassportProcess::start_logging(passport_bin(), &settings, "trace", Some(&log));
+    let client = reqwest::Client::builder()
+        .no_proxy()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let post = |path: &str, body: Value, token: Option<&str>| {
+        let mut req = client.post(server.url(path)).json(&body);
+        if let Some(t) = token {
+            req = req.header("Authorization", format!("JWT {t}"));
+        }
+        req.send()
+    };
+    let creds = json!({ "mobile": "13800000132", "password": PASSWORD });
+    assert_eq!(
+        post("/passport/register", creds.clone(), None).await.unwrap().status(),
+        201
+    );
+    let login: Value = post("/passport/login", creds, None)
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let token = login["data"]["token"].as_str().unwrap().to_owned();
+    let out = run_command(tmp.path(), &["user", "role", "add", "13800000132", "streamer"], "").await;
+    assert!(out.status.success());
+    let created: Value = post("/passport/streams", json!({ "name": "show" }), Some(&token))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let key = created["data"]["key"].as_str().unwrap().to_owned();
+    let issued: Value = post("/passport/streams/show/ticket", json!({}), Some(&token))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let ticket = issued["data"]["ticket"].as_str().unwrap().to_owned();
+
+    let hook = format!("/hooks/nginx-rtmp?secret={hook_secret}");
+    for body in [
+        format!("call=publish&name=show&key={key}"),
+        format!("call=publish&name={key}"),
+        format!("call=play&name=show&ticket={ticket}"),
+    ] {
+        let r = client
+            .post(server.url(&hook))
+            .header("Content-Type", "application/x-www-form-urlencoded")
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        assert!(r.status().is_success() || r.status().is_redirection(), "{}", r.status());
+    }
+    let r = client
+        .get(server.url("/auth/verify?stream=show"))
+        .header("X-Original-URI", format!("/hls/show/index.m3u8?ticket={ticket}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    drop(server);
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(text.contains("request"), "the log is empty: {text}");
+    for secret in [key.as_str(), ticket.as_str(), hook_secret] {
+        assert!(!text.contains(secret), "the log holds a secret");
+    }
+}

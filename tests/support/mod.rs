@@ -539,10 +539,19 @@ impl PassportProcess {
     /// Starts the binary with these settings (`secret_key` goes by environment)
     /// and reads its bound address from its log.
     pub fn start(bin: &str, settings: &[(String, String)]) -> PassportProcess {
+        PassportProcess::start_logging(bin, settings, "info", None)
+    }
+
+    /// As `start`, at log level `level`, its whole log kept in `log` when given.
+    pub fn start_logging(bin: &str, settings: &[(String, String)], level: &str, log: Option<&Path>) -> PassportProcess {
         use std::io::{BufRead, BufReader};
+        let mut kept: Box<dyn std::io::Write + Send> = match log {
+            Some(path) => Box::new(std::fs::File::create(path).unwrap()),
+            None => Box::new(std::io::sink()),
+        };
         let mut child = passport_command(bin, settings)
             .arg("serve")
-            .env("RUST_LOG", "info")
+            .env("RUST_LOG", level)
             .env("NO_COLOR", "1")
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
@@ -554,13 +563,14 @@ impl PassportProcess {
             if stderr.read_line(&mut line).unwrap() == 0 {
                 panic!("passport exited before listening");
             }
+            kept.write_all(line.as_bytes()).unwrap();
             let clean = strip_ansi(&line);
             if let Some(rest) = clean.split("addr=").nth(1) {
                 break rest.split_whitespace().next().unwrap().to_owned();
             }
         };
         // Keep draining its log so it never blocks on a full pipe.
-        std::thread::spawn(move || std::io::copy(&mut stderr, &mut std::io::sink()));
+        std::thread::spawn(move || std::io::copy(&mut stderr, &mut kept));
         PassportProcess {
             addr,
             child: Some(child),
