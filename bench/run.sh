@@ -7,6 +7,7 @@
 #   (b) identify p99 while 32 connections log in continuously
 #   (c) login throughput and p99 against the cost of one Argon2id hash
 #   (d) RSS idle and with 1,000,000 live embedded sessions, and the restart time
+#   (e) nginx-rtmp's publish and play hooks and /auth/verify against /healthz
 # then the criterion micro-benchmarks of token verification. Prints one table.
 # Usage: bench/run.sh [seconds per load run, default 10]
 # Needs: wrk (installed from Debian's packages if missing), redis-server on
@@ -65,6 +66,42 @@ IDLE_RSS=$(rss_mb "$PID")
 measure_identify embedded >> "$WORK/table"
 
 EMB_P99=$BASE_P99
+
+# The live-stream decisions on the same server: nginx-rtmp's publish hook (with the
+# stream's key), its play hook (with a viewer's ticket) and forward auth with a
+# token, each against /healthz measured right before them.
+measure_streams() {   # uses ADDR and TOKEN (the probe user's)
+  local base="http://$ADDR" key ticket
+  local env=(env PASSPORT_DATA_DIR="$WORK/embedded/data" PASSPORT_AUDIT_LOG="$WORK/embedded/audit.log"
+             PASSPORT_SECRET_KEY=bench-secret-bench-secret-bench-secret)
+  "${env[@]}" "$BIN" user role add "$PROBE_MOBILE" streamer >/dev/null
+  key=$("${env[@]}" "$BIN" stream add "$PROBE_MOBILE" bench 2>/dev/null)
+  ticket=$(curl -s -X POST "$base/passport/streams/bench/ticket" -H "Authorization: JWT $TOKEN" |
+    sed -E 's/.*"ticket":"([^"]+)".*/\1/')
+  for hook in "publish:call=publish&name=bench&type=live&key=$key" "play:call=play&name=bench&ticket=$ticket"; do
+    cat > "$WORK/${hook%%:*}.lua" <<LUA
+wrk.method = "POST"
+wrk.body = "app=live&flashver=FMLE%2F3.0&addr=127.0.0.1&clientid=1&${hook#*:}"
+wrk.headers["Content-Type"] = "application/x-www-form-urlencoded"
+LUA
+  done
+  wrk_run "$CONNS" 2 "$base/healthz" >/dev/null
+  read -r H_RPS H_P50 H_P99 H_ERR < <(wrk_run "$CONNS" "$DUR" "$base/healthz")
+  echo "| embedded | GET /healthz (before the stream rows) | $H_RPS | $H_P50 | $H_P99 | $H_ERR |"
+  local ratio
+  for row in "publish:POST /hooks/nginx-rtmp, publish with a key" "play:POST /hooks/nginx-rtmp, play with a ticket"; do
+    wrk_run "$CONNS" 2 -s "$WORK/${row%%:*}.lua" "$base/hooks/nginx-rtmp" >/dev/null
+    read -r R P50 P99 ERR < <(wrk_run "$CONNS" "$DUR" -s "$WORK/${row%%:*}.lua" "$base/hooks/nginx-rtmp")
+    ratio=$(awk -v a="$R" -v b="$H_RPS" 'BEGIN {printf "%.1f%%", 100*a/b}')
+    echo "| embedded | ${row#*:} ($ratio of /healthz) | $R | $P50 | $P99 | $ERR |"
+  done
+  wrk_run "$CONNS" 2 -H "Authorization: JWT $TOKEN" "$base/auth/verify" >/dev/null
+  read -r R P50 P99 ERR < <(wrk_run "$CONNS" "$DUR" -H "Authorization: JWT $TOKEN" "$base/auth/verify")
+  ratio=$(awk -v a="$R" -v b="$H_RPS" 'BEGIN {printf "%.1f%%", 100*a/b}')
+  echo "| embedded | GET /auth/verify with a token ($ratio of /healthz) | $R | $P50 | $P99 | $ERR |"
+}
+echo "bench: live-stream hooks and forward auth" >&2
+measure_streams >> "$WORK/table"
 
 echo "bench: login throughput" >&2
 # The hash is timed right before and right after the login run (100 hashes each,
