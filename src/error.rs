@@ -75,6 +75,8 @@ pub enum ApiError {
     Forbidden,
     #[error("invalid ticket")]
     InvalidTicket,
+    #[error("invalid stream key")]
+    InvalidStreamKey,
     #[error("payload too large")]
     PayloadTooLarge,
     #[error("unsupported media type")]
@@ -118,7 +120,9 @@ impl ApiError {
             | SessionReplaced | InvalidCredentials | InvalidRefreshToken | RefreshTokenReused => {
                 StatusCode::UNAUTHORIZED
             }
-            AccountDisabled | WrongPassword | SessionLimitReached | Forbidden | InvalidTicket => StatusCode::FORBIDDEN,
+            AccountDisabled | WrongPassword | SessionLimitReached | Forbidden | InvalidTicket | InvalidStreamKey => {
+                StatusCode::FORBIDDEN
+            }
             NotFound => StatusCode::NOT_FOUND,
             MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             MobileTaken | StreamTaken => StatusCode::CONFLICT,
@@ -154,6 +158,7 @@ impl ApiError {
             StreamTaken => "stream_taken",
             Forbidden => "forbidden",
             InvalidTicket => "invalid_ticket",
+            InvalidStreamKey => "invalid_stream_key",
             PayloadTooLarge => "payload_too_large",
             UnsupportedMediaType => "unsupported_media_type",
             Internal(_) => "internal",
@@ -226,6 +231,7 @@ impl ApiError {
             StreamTaken => pick("stream name already taken", "直播流名称已被占用"),
             Forbidden => pick("not allowed", "无权执行此操作"),
             InvalidTicket => pick("no valid play ticket for this stream", "没有此直播流的有效观看票据"),
+            InvalidStreamKey => pick("not this stream's current key", "不是此直播流当前的推流密钥"),
             PayloadTooLarge => pick("request body too large", "请求体过大"),
             UnsupportedMediaType => pick(
                 "request body must be JSON (Content-Type: application/json)",

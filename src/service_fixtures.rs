@@ -118,12 +118,12 @@ impl Fixture {
     }
 
     pub fn streams(&self) -> Streams {
-        Streams {
-            store: self.streams.clone(),
-            users: self.users.clone(),
-            keys: self.keys.clone(),
-            audit: self.audit.clone(),
-        }
+        Streams::new(
+            self.streams.clone(),
+            self.users.clone(),
+            self.keys.clone(),
+            self.audit.clone(),
+        )
     }
 
     pub fn session_store(&self) -> &dyn SessionStore {

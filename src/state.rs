@@ -79,19 +79,18 @@ impl AppState {
             lifetime: config.refresh_ttl as i64,
             grace: config.refresh_grace as i64,
         };
-        let streams = Streams {
-            store: stores.streams.clone(),
-            users: stores.users.clone(),
-            keys: keys.clone(),
-            audit: audit.clone(),
-        };
-        let stream_auth = StreamAuth {
-            streams: streams.clone(),
-            users: stores.users.clone(),
-            sessions: stores.sessions.clone(),
-            audit: audit.clone(),
-            ticket_ttl: config.play_ticket_ttl as i64,
-        };
+        let streams = Streams::new(
+            stores.streams.clone(),
+            stores.users.clone(),
+            keys.clone(),
+            audit.clone(),
+        );
+        let stream_auth = StreamAuth::new(
+            streams.clone(),
+            stores.users.clone(),
+            stores.sessions.clone(),
+            config.play_ticket_ttl as i64,
+        );
         Ok(AppState(Arc::new(Services {
             config,
             stores,

@@ -14,14 +14,15 @@
 
 use std::sync::Arc;
 
+use moka::future::Cache;
 use serde::Serialize;
 
 use crate::audit::{Audit, AuditEvent, Event, RequestMeta};
 use crate::error::ApiError;
 use crate::identify::Identity;
-use crate::store::{SessionCheck, SessionStore, StreamAccess, StreamRecord, UserStore};
-use crate::streams::{StreamKey, Streams, STREAMER};
-use crate::tickets::Ticket;
+use crate::store::{SessionCheck, SessionStore, StoreError, StreamAccess, StreamRecord, UserStore};
+use crate::streams::{StreamKey, Streams, FRESH_FOR, STREAMER};
+use crate::tickets::{self, Ticket};
 
 /// The first check of a connection, or a media server's re-check of a running one.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -30,29 +31,23 @@ pub enum Phase {
     Update,
 }
 
-/// Why a publish or a play was refused; `reason` goes to the audit log.
+/// Why a publish or a play was refused, as SPEC §2 names it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Denial {
-    NoSuchStream,
-    NoCredential,
-    WrongKey,
-    /// The owner is disabled or no longer a streamer.
-    OwnerMayNotPublish,
-    InvalidTicket,
-    TicketExpired,
-    SessionEnded,
+    /// No stream by that name, no key, or not its current key.
+    Key,
+    /// A `login` stream without a valid ticket of a live session.
+    Ticket,
+    /// The owner is disabled or not (or no longer) a streamer.
+    Owner,
 }
 
 impl Denial {
-    pub fn reason(self) -> &'static str {
+    pub fn error(self) -> ApiError {
         match self {
-            Denial::NoSuchStream => "not_found",
-            Denial::NoCredential => "missing_credentials",
-            Denial::WrongKey => "invalid_key",
-            Denial::OwnerMayNotPublish => "forbidden",
-            Denial::InvalidTicket => "invalid_ticket",
-            Denial::TicketExpired => "ticket_expired",
-            Denial::SessionEnded => "session_revoked",
+            Denial::Key => ApiError::InvalidStreamKey,
+            Denial::Ticket => ApiError::InvalidTicket,
+            Denial::Owner => ApiError::Forbidden,
         }
     }
 }
@@ -74,11 +69,25 @@ impl Verdict {
     }
 }
 
+/// Where the key may come from: its argument only, or (nginx-rtmp, which renames a
+/// stream on a 3xx) the stream name itself when no argument carries one.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum KeyAsName {
+    Allowed,
+    Refused,
+}
+
 /// A play ticket as the API hands it out.
-#[derive(Debug, Serialize)]
+#[derive(Serialize)]
 pub struct IssuedTicket {
     pub ticket: String,
     pub expires_in: i64,
+}
+
+impl std::fmt::Debug for IssuedTicket {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "IssuedTicket(<ticket>, {} s)", self.expires_in)
+    }
 }
 
 /// Decides publishes and plays, and issues play tickets; cheap to clone.
@@ -90,12 +99,31 @@ pub struct StreamAuth {
     pub audit: Audit,
     /// How long a new ticket may start a playback, seconds.
     pub ticket_ttl: i64,
+    /// Whether a stream owner may publish, by user id, as read at most `FRESH_FOR`
+    /// ago (disabling a user and withdrawing a role are commands, made elsewhere).
+    owners: Cache<i64, bool>,
 }
 
 impl StreamAuth {
+    pub fn new(
+        streams: Streams,
+        users: Arc<dyn UserStore>,
+        sessions: Arc<dyn SessionStore>,
+        ticket_ttl: i64,
+    ) -> StreamAuth {
+        StreamAuth {
+            audit: streams.audit.clone(),
+            streams,
+            users,
+            sessions,
+            ticket_ttl,
+            owners: Cache::builder().max_capacity(100_000).time_to_live(FRESH_FOR).build(),
+        }
+    }
+
     /// A ticket for the caller's session to play `name` (which must exist).
     pub async fn ticket(&self, who: &Identity, name: &str) -> Result<IssuedTicket, ApiError> {
-        self.streams.store.find_stream(name).await?.ok_or(ApiError::NotFound)?;
+        let stream = self.streams.find(name).await?.ok_or(ApiError::NotFound)?;
         let ticket = Ticket {
             user_id: who.user_id,
             session_id: who.session_id,
@@ -103,39 +131,49 @@ impl StreamAuth {
             expires_at: crate::clock::now() + self.ticket_ttl,
         };
         Ok(IssuedTicket {
-            ticket: ticket.encode(&self.streams.keys, name),
+            ticket: ticket.encode(&self.streams.keys, ticket_for(&stream)),
             expires_in: self.ticket_ttl,
         })
     }
 
-    /// May `name` be published with `key` (none given: `name` may itself be a key)?
+    /// May the owner of a stream publish: enabled, with the `streamer` role.
+    async fn owner_may_publish(&self, owner_id: i64) -> Result<bool, ApiError> {
+        let read = async {
+            let owner = self.users.find_by_id(owner_id).await?;
+            Ok::<_, StoreError>(owner.is_some_and(|o| !o.disabled && o.roles.iter().any(|r| r == STREAMER)))
+        };
+        self.owners.try_get_with(owner_id, read).await.map_err(|e| match &*e {
+            StoreError::Unavailable(why) => ApiError::StoreUnavailable(why.clone()),
+            other => ApiError::Internal(anyhow::anyhow!("reading a stream's owner: {other}")),
+        })
+    }
+
+    /// May `name` be published with `key`?
     pub async fn publish(
         &self,
         name: &str,
         key: Option<&str>,
+        key_as_name: KeyAsName,
         phase: Phase,
         meta: &RequestMeta,
     ) -> Result<Verdict, ApiError> {
-        let (stream, renamed) = match key {
-            Some(_) => (self.streams.store.find_stream(name).await?, None),
-            None if StreamKey::looks_like_a_key(name) => {
-                let found = self.streams.find_by_key(name).await?;
-                let renamed = found.as_ref().map(|s| s.name.clone());
-                (found, renamed)
-            }
-            None => (self.streams.store.find_stream(name).await?, None),
+        let by_name = key.is_none() && key_as_name == KeyAsName::Allowed && StreamKey::looks_like_a_key(name);
+        let (stream, key, renamed) = if by_name {
+            let found = self.streams.find_by_key(name).await?;
+            let renamed = found.as_ref().map(|s| s.name.clone());
+            (found, Some(name), renamed)
+        } else {
+            (self.streams.find(name).await?, key, None)
         };
-        let key = key.or(renamed.as_ref().map(|_| name));
         let verdict = match (&stream, key) {
-            (None, _) => Verdict::Deny(Denial::NoSuchStream),
-            (Some(_), None) => Verdict::Deny(Denial::NoCredential),
-            (Some(s), Some(k)) if !self.streams.key_matches(s, k) => Verdict::Deny(Denial::WrongKey),
-            (Some(s), Some(_)) => match self.users.find_by_id(s.owner_id).await? {
-                Some(owner) if !owner.disabled && owner.roles.iter().any(|r| r == STREAMER) => {
+            (Some(s), Some(k)) if self.streams.key_matches(s, k) => {
+                if self.owner_may_publish(s.owner_id).await? {
                     Verdict::Allow { renamed }
+                } else {
+                    Verdict::Deny(Denial::Owner)
                 }
-                _ => Verdict::Deny(Denial::OwnerMayNotPublish),
-            },
+            }
+            _ => Verdict::Deny(Denial::Key),
         };
         let event = if phase == Phase::Start {
             Event::StreamPublish
@@ -156,8 +194,8 @@ impl StreamAuth {
         phase: Phase,
         meta: &RequestMeta,
     ) -> Result<Verdict, ApiError> {
-        let stream = self.streams.store.find_stream(name).await?;
-        let (verdict, user) = self.play_verdict(stream.as_ref(), name, ticket, caller, phase).await?;
+        let stream = self.streams.find(name).await?;
+        let (verdict, user) = self.play_verdict(stream.as_deref(), ticket, caller, phase).await?;
         let event = if phase == Phase::Start {
             Event::StreamPlay
         } else {
@@ -170,14 +208,14 @@ impl StreamAuth {
     async fn play_verdict(
         &self,
         stream: Option<&StreamRecord>,
-        name: &str,
         ticket: Option<&str>,
         caller: Option<&Identity>,
         phase: Phase,
     ) -> Result<(Verdict, Option<i64>), ApiError> {
         let allow = Verdict::Allow { renamed: None };
+        let deny = Verdict::Deny(Denial::Ticket);
         let Some(stream) = stream else {
-            return Ok((Verdict::Deny(Denial::NoSuchStream), None));
+            return Ok((deny, None));
         };
         if stream.access == StreamAccess::Public {
             return Ok((allow, caller.map(|c| c.user_id)));
@@ -185,30 +223,32 @@ impl StreamAuth {
         if let Some(who) = caller {
             return Ok((allow, Some(who.user_id)));
         }
-        let Some(text) = ticket else {
-            return Ok((Verdict::Deny(Denial::NoCredential), None));
-        };
-        let Some(t) = Ticket::verify(&self.streams.keys, name, text) else {
-            return Ok((Verdict::Deny(Denial::InvalidTicket), None));
+        let Some(t) = ticket.and_then(|text| Ticket::verify(&self.streams.keys, ticket_for(stream), text)) else {
+            return Ok((deny, None));
         };
         let now = crate::clock::now();
         if phase == Phase::Start && t.expires_at < now {
-            return Ok((Verdict::Deny(Denial::TicketExpired), Some(t.user_id)));
+            return Ok((deny, Some(t.user_id)));
         }
         let check = self.sessions.check(t.user_id, &t.session_id, t.login_time, now).await?;
-        let verdict = match check {
-            SessionCheck::Valid => allow,
-            SessionCheck::Replaced | SessionCheck::Revoked => Verdict::Deny(Denial::SessionEnded),
-        };
+        let verdict = if check == SessionCheck::Valid { allow } else { deny };
         Ok((verdict, Some(t.user_id)))
     }
 
     async fn audit_decision(&self, event: Event, verdict: &Verdict, user: Option<i64>, meta: &RequestMeta) {
         let mut e = match verdict {
             Verdict::Allow { .. } => AuditEvent::ok(event, meta, "stream allowed"),
-            Verdict::Deny(d) => AuditEvent::denied(event, meta, "stream refused", d.reason()),
+            Verdict::Deny(d) => AuditEvent::denied(event, meta, "stream refused", d.error().code()),
         };
         e.user_id = user;
         self.audit.record(e).await;
+    }
+}
+
+/// What a ticket for this stream is bound to.
+fn ticket_for(stream: &StreamRecord) -> tickets::For<'_> {
+    tickets::For {
+        name: &stream.name,
+        created_at: stream.created_at,
     }
 }

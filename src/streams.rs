@@ -7,10 +7,12 @@
 //! keys encoders hold.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use hmac::{Hmac, Mac};
+use moka::future::Cache;
 use serde::Serialize;
 use sha2::Sha256;
 use subtle::ConstantTimeEq;
@@ -94,11 +96,17 @@ impl From<&StreamRecord> for StreamView {
 }
 
 /// A new stream, with the one sight of its key.
-#[derive(Debug, Serialize)]
+#[derive(Serialize)]
 pub struct CreatedStream {
     pub name: String,
     pub access: &'static str,
     pub key: String,
+}
+
+impl std::fmt::Debug for CreatedStream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "CreatedStream({}, {}, <key>)", self.name, self.access)
+    }
 }
 
 /// Who asks for a change to a stream: its owner, or an administrator's command.
@@ -108,6 +116,11 @@ pub enum Actor<'a> {
     Command,
 }
 
+/// How long a stream read for a hook may be reused. The hooks ask on every publish,
+/// play and update; a change made through this process forgets its stream at once,
+/// one made by another process shows within this bound (SPEC §5's second).
+pub const FRESH_FOR: Duration = Duration::from_secs(1);
+
 /// Creates, lists, changes and deletes streams; checks keys. Cheap to clone.
 #[derive(Clone)]
 pub struct Streams {
@@ -115,9 +128,42 @@ pub struct Streams {
     pub users: Arc<dyn UserStore>,
     pub keys: Arc<KeyRing>,
     pub audit: Audit,
+    /// Streams recently read (or found missing), by name, for at most `FRESH_FOR`.
+    recent: Cache<String, Option<Arc<StreamRecord>>>,
 }
 
 impl Streams {
+    pub fn new(store: Arc<dyn StreamStore>, users: Arc<dyn UserStore>, keys: Arc<KeyRing>, audit: Audit) -> Streams {
+        let recent = Cache::builder().max_capacity(100_000).time_to_live(FRESH_FOR).build();
+        Streams {
+            store,
+            users,
+            keys,
+            audit,
+            recent,
+        }
+    }
+
+    /// The stream of this name, as read at most `FRESH_FOR` ago. A name outside
+    /// the rule is no stream, and reaches no store.
+    pub async fn find(&self, name: &str) -> Result<Option<Arc<StreamRecord>>, ApiError> {
+        if !is_stream_name(name) {
+            return Ok(None);
+        }
+        let read = async { Ok::<_, StoreError>(self.store.find_stream(name).await?.map(Arc::new)) };
+        self.recent
+            .try_get_with(name.to_owned(), read)
+            .await
+            .map_err(|e| match &*e {
+                StoreError::Unavailable(why) => ApiError::StoreUnavailable(why.clone()),
+                other => ApiError::Internal(anyhow::anyhow!("reading a stream: {other}")),
+            })
+    }
+
+    /// Forgets a stream this process has just changed.
+    async fn forget(&self, name: &str) {
+        self.recent.invalidate(name).await;
+    }
     /// A stream for the caller, who must have the `streamer` role.
     pub async fn create(
         &self,
@@ -160,7 +206,9 @@ impl Streams {
             key_digest: digest(key.expose(), &self.keys.stream_digest_keys()[0]),
             created_at: crate::clock::now(),
         };
-        match self.store.create_stream(&record).await {
+        let created = self.store.create_stream(&record).await;
+        self.forget(name).await;
+        match created {
             Ok(()) => {}
             Err(StoreError::Conflict) => return Err(ApiError::StreamTaken),
             Err(e) => return Err(e.into()),
@@ -188,6 +236,9 @@ impl Streams {
     /// The stream, if `actor` may change it. Another user's stream is `not_found`,
     /// as one that does not exist: the answer does not say which.
     async fn changeable(&self, actor: Actor<'_>, name: &str) -> Result<StreamRecord, ApiError> {
+        if !is_stream_name(name) {
+            return Err(ApiError::NotFound);
+        }
         let stream = self.store.find_stream(name).await?.ok_or(ApiError::NotFound)?;
         match actor {
             Actor::Owner(who) if who.user_id != stream.owner_id => Err(ApiError::NotFound),
@@ -198,7 +249,9 @@ impl Streams {
     pub async fn set_access(&self, who: &Identity, name: &str, access: &str) -> Result<StreamView, ApiError> {
         let access = parse_access(access)?;
         let mut stream = self.changeable(Actor::Owner(who), name).await?;
-        if !self.store.set_stream_access(name, access).await? {
+        let changed = self.store.set_stream_access(name, access).await;
+        self.forget(name).await;
+        if !changed? {
             return Err(ApiError::NotFound);
         }
         stream.access = access;
@@ -210,7 +263,9 @@ impl Streams {
         let stream = self.changeable(actor, name).await?;
         let key = StreamKey::random();
         let new_digest = digest(key.expose(), &self.keys.stream_digest_keys()[0]);
-        if !self.store.set_stream_key(name, &new_digest).await? {
+        let changed = self.store.set_stream_key(name, &new_digest).await;
+        self.forget(name).await;
+        if !changed? {
             return Err(ApiError::NotFound);
         }
         let e = AuditEvent::ok(Event::StreamKeyRotated, meta, "stream key rotated").user(stream.owner_id);
@@ -220,7 +275,9 @@ impl Streams {
 
     pub async fn delete(&self, actor: Actor<'_>, name: &str, meta: &RequestMeta) -> Result<(), ApiError> {
         let stream = self.changeable(actor, name).await?;
-        if !self.store.delete_stream(name).await? {
+        let deleted = self.store.delete_stream(name).await;
+        self.forget(name).await;
+        if !deleted? {
             return Err(ApiError::NotFound);
         }
         let e = AuditEvent::ok(Event::StreamDeleted, meta, "stream deleted").user(stream.owner_id);
@@ -229,10 +286,10 @@ impl Streams {
     }
 
     /// The stream whose current key is `key` (the key given as the stream's name).
-    pub async fn find_by_key(&self, key: &str) -> Result<Option<StreamRecord>, ApiError> {
+    pub async fn find_by_key(&self, key: &str) -> Result<Option<Arc<StreamRecord>>, ApiError> {
         for k in self.keys.stream_digest_keys() {
             if let Some(stream) = self.store.find_stream_by_key(&digest(key, k)).await? {
-                return Ok(Some(stream));
+                return Ok(Some(Arc::new(stream)));
             }
         }
         Ok(None)

@@ -3,8 +3,9 @@
 //!
 //! A ticket reads `<user id>.<session id>.<login time>.<expires at>.<mac>`: at most
 //! 19 + 22 + 20 + 20 + 22 + 4 = 107 URL-safe bytes. The MAC (HMAC-SHA256 cut to 128
-//! bits, under a key derived from the signing key) covers the stream's name too,
-//! so a ticket opens one stream only. Nothing is stored: the session it names must
+//! bits, under a key derived from the signing key) covers the stream's name and
+//! creation time too, so a ticket opens one stream only, and not one created later
+//! under the same name. Nothing is stored: the session it names must
 //! still be live when the ticket is used, which the caller checks.
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -28,11 +29,19 @@ pub struct Ticket {
     pub expires_at: i64,
 }
 
-fn mac(key: &[u8; 32], stream: &str, t: &Ticket) -> [u8; 16] {
+/// The stream a ticket is for: its name and when it was created.
+#[derive(Clone, Copy, Debug)]
+pub struct For<'a> {
+    pub name: &'a str,
+    pub created_at: i64,
+}
+
+fn mac(key: &[u8; 32], stream: For<'_>, t: &Ticket) -> [u8; 16] {
     let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(key).expect("any key length");
     // Lengths first, so that no two (stream, fields) give the same input.
-    mac.update(&(stream.len() as u64).to_be_bytes());
-    mac.update(stream.as_bytes());
+    mac.update(&(stream.name.len() as u64).to_be_bytes());
+    mac.update(stream.name.as_bytes());
+    mac.update(&stream.created_at.to_be_bytes());
     mac.update(&t.user_id.to_be_bytes());
     mac.update(&t.session_id.0);
     mac.update(&t.login_time.to_be_bytes());
@@ -43,7 +52,7 @@ fn mac(key: &[u8; 32], stream: &str, t: &Ticket) -> [u8; 16] {
 
 impl Ticket {
     /// The ticket's text for `stream`, signed with the ring's current key.
-    pub fn encode(&self, keys: &KeyRing, stream: &str) -> String {
+    pub fn encode(&self, keys: &KeyRing, stream: For<'_>) -> String {
         let tag = mac(&keys.ticket_keys()[0], stream, self);
         format!(
             "{}.{}.{}.{}.{}",
@@ -57,7 +66,7 @@ impl Ticket {
 
     /// The ticket `text` carries, if it was made for `stream` by a key of the ring.
     /// Its expiry is the caller's to judge (an update ignores it).
-    pub fn verify(keys: &KeyRing, stream: &str, text: &str) -> Option<Ticket> {
+    pub fn verify(keys: &KeyRing, stream: For<'_>, text: &str) -> Option<Ticket> {
         if text.len() > MAX_TICKET_LEN {
             return None;
         }
@@ -92,6 +101,11 @@ impl Ticket {
 mod tests {
     use super::*;
 
+    const SHOW: For = For {
+        name: "show",
+        created_at: 1_700_000_000,
+    };
+
     fn ring(secret: &[u8]) -> KeyRing {
         KeyRing::new(&[secret.to_vec()], "passport".into(), 30, 600)
     }
@@ -105,16 +119,23 @@ mod tests {
             login_time: i64::MIN,
             expires_at: i64::MIN,
         };
-        let text = t.encode(&old, "show");
+        let text = t.encode(&old, SHOW);
         assert!(text.len() <= MAX_TICKET_LEN, "{}", text.len());
         assert!(
             text.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b)),
             "{text}"
         );
-        assert_eq!(Ticket::verify(&old, "show", &text), Some(t));
-        assert_eq!(Ticket::verify(&old, "other", &text), None);
+        assert_eq!(Ticket::verify(&old, SHOW, &text), Some(t));
+        let other = For { name: "other", ..SHOW };
+        assert_eq!(Ticket::verify(&old, other, &text), None);
+        // The same name, created again later: a stream of its own.
+        let again = For {
+            created_at: SHOW.created_at + 1,
+            ..SHOW
+        };
+        assert_eq!(Ticket::verify(&old, again, &text), None);
         assert_eq!(
-            Ticket::verify(&ring(b"another-secret-0123456789abcdefgh"), "show", &text),
+            Ticket::verify(&ring(b"another-secret-0123456789abcdefgh"), SHOW, &text),
             None
         );
         // A ring with a newer key still accepts tickets of the older one.
@@ -127,7 +148,7 @@ mod tests {
             30,
             600,
         );
-        assert_eq!(Ticket::verify(&both, "show", &text), Some(t));
+        assert_eq!(Ticket::verify(&both, SHOW, &text), Some(t));
 
         // Any changed field or a cut MAC is refused.
         let fields: Vec<&str> = text.split('.').collect();
@@ -139,7 +160,7 @@ mod tests {
                 "1".to_owned()
             };
             changed[i] = &replaced;
-            assert_eq!(Ticket::verify(&old, "show", &changed.join(".")), None, "field {i}");
+            assert_eq!(Ticket::verify(&old, SHOW, &changed.join(".")), None, "field {i}");
         }
         for bad in [
             "",
@@ -148,7 +169,7 @@ mod tests {
             &text[..text.len() - 1],
             &"9".repeat(200),
         ] {
-            assert_eq!(Ticket::verify(&old, "show", bad), None, "{bad}");
+            assert_eq!(Ticket::verify(&old, SHOW, bad), None, "{bad}");
         }
     }
 }

@@ -242,6 +242,10 @@ pub fn hook_secret(raw: &str) -> Parsed<Option<Secret>> {
     if raw.len() < MIN_HOOK_SECRET_LEN {
         return Err(format!("must be at least {MIN_HOOK_SECRET_LEN} bytes"));
     }
+    // It travels in a URL's query as it is: nothing that would need escaping.
+    if !raw.bytes().all(|b| b.is_ascii_alphanumeric() || b"-._~".contains(&b)) {
+        return Err("may hold only A-Z a-z 0-9 - . _ ~".into());
+    }
     Ok(Some(Secret(raw.as_bytes().to_vec())))
 }
 

@@ -33,16 +33,27 @@ fn ticket_of(uri: &str) -> Option<String> {
     FirstValues::parse(query.as_bytes()).get("ticket").map(str::to_owned)
 }
 
+/// `/auth/verify`: its own query (`?stream=`, `?role=`) is the operator's, written
+/// into the proxy's configuration.
 pub async fn verify(State(state): State<AppState>, req: Request) -> Response {
     let (mut parts, _) = req.into_parts();
-    match decide(&state, &mut parts).await {
-        Ok(resp) => resp,
-        Err(e) => e.into_response(),
-    }
+    let own = FirstValues::parse(parts.uri.query().unwrap_or("").as_bytes());
+    decide(&state, &mut parts, &own)
+        .await
+        .unwrap_or_else(IntoResponse::into_response)
 }
 
-async fn decide(state: &AppState, parts: &mut Parts) -> Result<Response, ApiError> {
-    let own = FirstValues::parse(parts.uri.query().unwrap_or("").as_bytes());
+/// `/auth/verify/<original path>` (Envoy): the query is the client's, carried along
+/// with the path, so it is not read: tokens only.
+pub async fn verify_with_path(State(state): State<AppState>, req: Request) -> Response {
+    let (mut parts, _) = req.into_parts();
+    let none = FirstValues::parse(b"");
+    decide(&state, &mut parts, &none)
+        .await
+        .unwrap_or_else(IntoResponse::into_response)
+}
+
+async fn decide(state: &AppState, parts: &mut Parts, own: &FirstValues) -> Result<Response, ApiError> {
     let has_token = parts.headers.contains_key(axum::http::header::AUTHORIZATION);
     // A token that fails identify is a 401, whatever else the request carries.
     let caller: Option<Identity> = if has_token {
@@ -63,11 +74,25 @@ async fn decide(state: &AppState, parts: &mut Parts) -> Result<Response, ApiErro
         }
         return match caller {
             Some(who) => answer(state, &who, own.get("role")).await,
+            // A role asked of a caller with no token cannot be had.
+            None if own.get("role").is_some() => Err(ApiError::Forbidden),
             None => Ok(Envelope(StatusCode::OK, json!({ "stream": stream })).into_response()),
         };
     }
     let who = caller.ok_or(ApiError::MissingCredentials)?;
     answer(state, &who, own.get("role")).await
+}
+
+/// The `data` of a 200.
+#[derive(serde::Serialize)]
+struct Answer<'a> {
+    user_id: i64,
+    session_id: &'a str,
+    roles: &'a [String],
+}
+
+fn internal(e: axum::http::header::InvalidHeaderValue) -> ApiError {
+    ApiError::Internal(anyhow::anyhow!("a header value: {e}"))
 }
 
 /// 200 with who the caller is, in headers the proxy passes upstream. These
@@ -81,18 +106,24 @@ async fn answer(state: &AppState, who: &Identity, role: Option<&str>) -> Result<
         }
     }
     let session_id = who.session_id.encode();
-    let joined = roles.join(",");
-    let data = json!({ "user_id": who.user_id, "session_id": session_id, "roles": &*roles });
+    let data = Answer {
+        user_id: who.user_id,
+        session_id: &session_id,
+        roles: &roles,
+    };
     let mut resp = Envelope(StatusCode::OK, data).into_response();
     let headers = resp.headers_mut();
-    for (name, value) in [
-        ("x-user-id", who.user_id.to_string()),
-        ("x-session-id", session_id),
-        ("x-user-roles", joined),
-    ] {
-        if let Ok(v) = HeaderValue::from_str(&value) {
-            headers.insert(HeaderName::from_static(name), v);
-        }
+    // Role names and session ids are header-safe by their rules.
+    let values = [
+        ("x-user-id", HeaderValue::from(who.user_id)),
+        ("x-session-id", HeaderValue::from_str(&session_id).map_err(internal)?),
+        (
+            "x-user-roles",
+            HeaderValue::from_str(&roles.join(",")).map_err(internal)?,
+        ),
+    ];
+    for (name, value) in values {
+        headers.insert(HeaderName::from_static(name), value);
     }
     Ok(resp)
 }

@@ -12,6 +12,7 @@ use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::json;
+use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
 use super::extract::{request_meta, Json};
@@ -19,7 +20,7 @@ use super::response::ok;
 use crate::audit::RequestMeta;
 use crate::error::ApiError;
 use crate::state::AppState;
-use crate::stream_auth::{Phase, Verdict};
+use crate::stream_auth::{KeyAsName, Phase, Verdict};
 
 /// The first value of each key of a query or form: nginx-rtmp appends the client's
 /// own query after its fields, so a later `key=` or `call=` is the client's and is
@@ -56,14 +57,19 @@ impl FromRequestParts<AppState> for HookCaller {
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
         let peer = parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip());
+        // An IPv4 client of a dual-stack listener arrives as ::ffff:a.b.c.d.
+        let peer = peer.map(|ip| ip.to_canonical());
         let allowed = peer.is_some_and(|ip| state.config.hook_allow.iter().any(|net| net.contains(&ip)));
         if !allowed {
             return Err(ApiError::Forbidden);
         }
         if let Some(secret) = &state.config.hook_secret {
             let query = FirstValues::parse(parts.uri.query().unwrap_or("").as_bytes());
-            let given = query.get("secret").unwrap_or("").as_bytes();
-            if !bool::from(given.ct_eq(secret.expose())) {
+            // Digests of equal length, so that the comparison says nothing of the
+            // secret's length either.
+            let digest = |b: &[u8]| -> [u8; 32] { Sha256::digest(b).into() };
+            let given = digest(query.get("secret").unwrap_or("").as_bytes());
+            if !bool::from(given.ct_eq(&digest(secret.expose()))) {
                 return Err(ApiError::Forbidden);
             }
         }
@@ -87,8 +93,14 @@ pub async fn nginx_rtmp(State(state): State<AppState>, HookCaller(meta): HookCal
     let name = args.get("name").unwrap_or("");
     let auth = &state.stream_auth;
     let decided = match args.get("call").unwrap_or("") {
-        "publish" => auth.publish(name, args.get("key"), Phase::Start, &meta).await,
-        "update_publish" => auth.publish(name, args.get("key"), Phase::Update, &meta).await,
+        "publish" => {
+            auth.publish(name, args.get("key"), KeyAsName::Allowed, Phase::Start, &meta)
+                .await
+        }
+        "update_publish" => {
+            auth.publish(name, args.get("key"), KeyAsName::Allowed, Phase::Update, &meta)
+                .await
+        }
         "play" => auth.play(name, args.get("ticket"), None, Phase::Start, &meta).await,
         "update_play" => auth.play(name, args.get("ticket"), None, Phase::Update, &meta).await,
         "publish_done" | "play_done" | "done" => return ok(()).into_response(),
@@ -101,7 +113,7 @@ pub async fn nginx_rtmp(State(state): State<AppState>, HookCaller(meta): HookCal
             (StatusCode::FOUND, [(header::LOCATION, real)]).into_response()
         }
         Ok(Verdict::Allow { .. }) => ok(()).into_response(),
-        Ok(Verdict::Deny(_)) => ApiError::Forbidden.into_response(),
+        Ok(Verdict::Deny(why)) => why.error().into_response(),
         Err(e) => e.into_response(),
     }
 }
@@ -127,7 +139,11 @@ pub async fn srs(State(state): State<AppState>, HookCaller(meta): HookCaller, Js
     let meta = with_client(meta, hook.ip.as_deref());
     let auth = &state.stream_auth;
     let decided = match hook.action.as_str() {
-        "on_publish" => auth.publish(&hook.stream, args.get("key"), Phase::Start, &meta).await,
+        "on_publish" => {
+            let key = args.get("key");
+            auth.publish(&hook.stream, key, KeyAsName::Refused, Phase::Start, &meta)
+                .await
+        }
         "on_play" => {
             auth.play(&hook.stream, args.get("ticket"), None, Phase::Start, &meta)
                 .await
@@ -136,8 +152,8 @@ pub async fn srs(State(state): State<AppState>, HookCaller(meta): HookCaller, Js
         _ => return ApiError::InvalidParams(crate::error::BadInput::WrongShape).into_response(),
     };
     match decided {
-        Ok(v) if v.allowed() => allow(),
-        Ok(_) => ApiError::Forbidden.into_response(),
+        Ok(Verdict::Deny(why)) => why.error().into_response(),
+        Ok(_) => allow(),
         Err(e) => e.into_response(),
     }
 }
@@ -176,7 +192,10 @@ pub async fn mediamtx(
     };
     let auth = &state.stream_auth;
     let decided = match hook.action.as_str() {
-        "publish" => auth.publish(&hook.path, given("key"), Phase::Start, &meta).await,
+        "publish" => {
+            auth.publish(&hook.path, given("key"), KeyAsName::Refused, Phase::Start, &meta)
+                .await
+        }
         "read" | "playback" => auth.play(&hook.path, given("ticket"), None, Phase::Start, &meta).await,
         _ => return ApiError::Forbidden.into_response(),
     };
@@ -185,9 +204,9 @@ pub async fn mediamtx(
         && hook.password.is_empty()
         && hook.token.is_empty();
     match decided {
-        Ok(v) if v.allowed() => ok(()).into_response(),
-        Ok(_) if no_credential => ApiError::MissingCredentials.into_response(),
-        Ok(_) => ApiError::Forbidden.into_response(),
+        Ok(Verdict::Deny(_)) if no_credential => ApiError::MissingCredentials.into_response(),
+        Ok(Verdict::Deny(why)) => why.error().into_response(),
+        Ok(_) => ok(()).into_response(),
         Err(e) => e.into_response(),
     }
 }

@@ -42,7 +42,7 @@ pub fn router(state: AppState) -> Router {
         .route("/hooks/srs", post(hooks::srs))
         .route("/hooks/mediamtx", post(hooks::mediamtx))
         .route("/auth/verify", any(forward_auth::verify))
-        .route("/auth/verify/{*rest}", any(forward_auth::verify))
+        .route("/auth/verify/{*rest}", any(forward_auth::verify_with_path))
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .fallback(passport::not_found)

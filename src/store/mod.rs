@@ -337,6 +337,11 @@ pub(crate) fn classify(e: sqlx::Error) -> StoreError {
                 }
             }
             // SQLite: BUSY, LOCKED, IOERR, FULL, CANTOPEN, READONLY (primary codes).
+            // Only SQLite's codes are numbers to mask: PostgreSQL's SQLSTATEs may be
+            // all digits too (22021, a NUL byte in text, is the client's fault).
+            if db.try_downcast_ref::<sqlx::sqlite::SqliteError>().is_none() {
+                return StoreError::Other(e.into());
+            }
             let primary = db.code().and_then(|c| c.parse::<i64>().ok()).map(|c| c & 0xff);
             match primary {
                 Some(5 | 6 | 8 | 10 | 13 | 14) => StoreError::Unavailable(e.to_string()),

@@ -79,6 +79,28 @@ impl Live {
             .unwrap()
     }
 
+    /// Polls an nginx-rtmp call until it answers `status`, for at most a second
+    /// (a command's change reaches a running server within one).
+    async fn within_a_second(&self, status: u16, call: &str, client_query: &str) {
+        let start = std::time::Instant::now();
+        loop {
+            let got = self.rtmp(call, "show", client_query).await.status().as_u16();
+            if got == status {
+                return;
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(1),
+                "still {got}, not {status}, after 1 s"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// An nginx-rtmp call that must be refused with `error`.
+    async fn refused(&self, call: &str, name: &str, client_query: &str, error: &str) {
+        assert_error(self.rtmp(call, name, client_query).await, 403, error).await;
+    }
+
     async fn json_hook(&self, path: &str, body: Value) -> Response {
         self.app.post_json(path, &body).await
     }
@@ -107,21 +129,20 @@ async fn nginx_rtmp_publish_takes_the_first_key_and_the_key_as_name_renames() {
     let l = live(&[]).await;
     let key = &l.key;
     assert_ok(l.rtmp("publish", "show", &format!("key={key}")).await, 200).await;
-    assert_error(l.rtmp("publish", "show", "key=sk_wrong").await, 403, "forbidden").await;
-    assert_error(l.rtmp("publish", "show", "").await, 403, "forbidden").await;
-    assert_error(
-        l.rtmp("publish", "nosuch", &format!("key={key}")).await,
-        403,
-        "forbidden",
-    )
-    .await;
-    // The client repeats key= after nginx-rtmp's fields: the first value counts.
-    assert_error(
-        l.rtmp("publish", "show", &format!("key=sk_wrong&key={key}")).await,
-        403,
-        "forbidden",
-    )
-    .await;
+    for client_query in [
+        "key=sk_wrong".to_owned(),
+        String::new(),
+        "key=".to_owned(),
+        // The client repeats key= after nginx-rtmp's fields: the first value counts.
+        format!("key=sk_wrong&key={key}"),
+    ] {
+        l.refused("publish", "show", &client_query, "invalid_stream_key").await;
+    }
+    l.refused("publish", "nosuch", &format!("key={key}"), "invalid_stream_key")
+        .await;
+    // A name outside the rule, even one no database would take, is simply refused.
+    l.refused("publish", "%00", &format!("key={key}"), "invalid_stream_key")
+        .await;
     // And call=: nginx-rtmp's own `play` of a public stream stays a play.
     assert_ok(l.rtmp("play", "open", "call=publish&key=sk_wrong").await, 200).await;
 
@@ -130,10 +151,11 @@ async fn nginx_rtmp_publish_takes_the_first_key_and_the_key_as_name_renames() {
     assert_eq!(r.status(), 302);
     assert_eq!(r.headers()["location"], "show");
     assert_ok(l.rtmp("update_publish", key, "").await, 200).await;
-    assert_error(
-        l.rtmp("publish", "sk_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA", "").await,
-        403,
-        "forbidden",
+    l.refused(
+        "publish",
+        "sk_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA",
+        "",
+        "invalid_stream_key",
     )
     .await;
 
@@ -149,72 +171,66 @@ async fn updates_drop_a_rotated_key_a_disabled_owner_and_an_ended_viewer() {
     let l = live(&[("play_ticket_ttl", "1")]).await;
     let key = l.key.clone();
     assert_ok(l.rtmp("update_publish", "show", &format!("key={key}")).await, 200).await;
-    let rotated = assert_ok(
-        l.app.post_auth("/passport/streams/show/key", &l.streamer, None).await,
-        200,
-    )
-    .await;
+    let rotate = l.app.post_auth("/passport/streams/show/key", &l.streamer, None).await;
+    let rotated = assert_ok(rotate, 200).await;
     let new_key = rotated["key"].as_str().unwrap();
-    assert_error(
-        l.rtmp("update_publish", "show", &format!("key={key}")).await,
-        403,
-        "forbidden",
-    )
-    .await;
-    assert_error(l.rtmp("update_publish", &key, "").await, 403, "forbidden").await;
-    assert_ok(l.rtmp("update_publish", "show", &format!("key={new_key}")).await, 200).await;
+    l.refused("update_publish", "show", &format!("key={key}"), "invalid_stream_key")
+        .await;
+    l.refused("update_publish", &key, "", "invalid_stream_key").await;
+    let publish = format!("key={new_key}");
+    assert_ok(l.rtmp("update_publish", "show", &publish).await, 200).await;
 
-    // The owner loses the role: publishing is refused until it is granted again.
-    run_command(&l.app.dir, &["user", "role", "remove", "13800000130", "streamer"], "").await;
-    assert_error(
-        l.rtmp("update_publish", "show", &format!("key={new_key}")).await,
-        403,
-        "forbidden",
+    let other = json!({ "name": "other" });
+    assert_ok(
+        l.app.post_auth("/passport/streams", &l.streamer, Some(&other)).await,
+        201,
     )
     .await;
-    run_command(&l.app.dir, &["user", "role", "add", "13800000130", "streamer"], "").await;
-    assert_ok(l.rtmp("update_publish", "show", &format!("key={new_key}")).await, 200).await;
+
+    // The owner loses the role, or is disabled (commands, so within a second):
+    // publishing is refused until the change is undone.
+    let changes: [(&[&str], &[&str]); 2] = [
+        (
+            &["user", "role", "remove", "13800000130", "streamer"],
+            &["user", "role", "add", "13800000130", "streamer"],
+        ),
+        (&["user", "disable", "13800000130"], &["user", "enable", "13800000130"]),
+    ];
+    for (change, undo) in changes {
+        assert!(run_command(&l.app.dir, change, "").await.status.success());
+        l.within_a_second(403, "update_publish", &publish).await;
+        assert!(run_command(&l.app.dir, undo, "").await.status.success());
+        l.within_a_second(200, "update_publish", &publish).await;
+    }
 
     // A viewer's ticket: starts a play; past its start window only updates pass,
     // while the session lives.
     let ticket = l.ticket(&l.viewer, "show").await;
     assert!(ticket.len() <= 128);
-    assert_ok(l.rtmp("play", "show", &format!("ticket={ticket}")).await, 200).await;
-    assert_error(l.rtmp("play", "show", "").await, 403, "forbidden").await;
-    assert_error(
-        l.rtmp("play", "open2", &format!("ticket={ticket}")).await,
-        403,
-        "forbidden",
-    )
-    .await;
+    let with_ticket = format!("ticket={ticket}");
+    assert_ok(l.rtmp("play", "show", &with_ticket).await, 200).await;
+    l.refused("play", "show", "", "invalid_ticket").await;
+    // A ticket opens its own stream only.
+    l.refused("play", "other", &with_ticket, "invalid_ticket").await;
     tokio::time::sleep(Duration::from_millis(2100)).await;
-    assert_error(
-        l.rtmp("play", "show", &format!("ticket={ticket}")).await,
-        403,
-        "forbidden",
-    )
-    .await;
-    assert_ok(l.rtmp("update_play", "show", &format!("ticket={ticket}")).await, 200).await;
+    l.refused("play", "show", &with_ticket, "invalid_ticket").await;
+    assert_ok(l.rtmp("update_play", "show", &with_ticket).await, 200).await;
     assert_ok(l.app.post_auth("/passport/logout", &l.viewer, None).await, 200).await;
-    assert_error(
-        l.rtmp("update_play", "show", &format!("ticket={ticket}")).await,
-        403,
-        "forbidden",
-    )
-    .await;
+    l.refused("update_play", "show", &with_ticket, "invalid_ticket").await;
 
     // A deleted stream drops its publisher at the next update.
+    // (Disabling ended the streamer's sessions: a new login.)
+    let streamer = l.app.login("13800000130", PASSWORD).await["token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     let del = l
         .app
-        .send_auth(Method::DELETE, "/passport/streams/show", &l.streamer, None)
+        .send_auth(Method::DELETE, "/passport/streams/show", &streamer, None)
         .await;
     assert_ok(del, 200).await;
-    assert_error(
-        l.rtmp("update_publish", "show", &format!("key={new_key}")).await,
-        403,
-        "forbidden",
-    )
-    .await;
+    l.refused("update_publish", "show", &publish, "invalid_stream_key")
+        .await;
 
     // Decisions are audited; no key and no ticket is.
     let log = std::fs::read_to_string(l.app.audit_path()).unwrap();
@@ -240,7 +256,12 @@ async fn srs_allows_only_with_code_zero() {
         .json_hook("/hooks/srs", srs_body("on_publish", "show", "?key=sk_wrong"))
         .await;
     assert_eq!(r.status(), 403);
-    assert_ne!(code(&r.json().await.unwrap()), 0);
+    let body: Value = r.json().await.unwrap();
+    assert_ne!(code(&body), 0);
+    assert_eq!(body["error"], "invalid_stream_key");
+    // The key as the stream's name is nginx-rtmp's form only: SRS would not rename.
+    let r = l.json_hook("/hooks/srs", srs_body("on_publish", &l.key, "")).await;
+    assert_eq!(r.status(), 403);
     let ticket = l.ticket(&l.viewer, "show").await;
     let r = l
         .json_hook("/hooks/srs", srs_body("on_play", "show", &format!("?ticket={ticket}")))
@@ -281,13 +302,10 @@ async fn mediamtx_asks_for_a_credential_with_401_and_refuses_others_with_403() {
         "missing_credentials",
     )
     .await;
-    assert_error(
-        l.json_hook(hook, mediamtx_body("publish", "show", "", "sk_wrong", ""))
-            .await,
-        403,
-        "forbidden",
-    )
-    .await;
+    let refused = |body| async { assert_error(l.json_hook(hook, body).await, 403, "invalid_stream_key").await };
+    refused(mediamtx_body("publish", "show", "", "sk_wrong", "")).await;
+    // The key as the path: nginx-rtmp's form only (MediaMTX would not rename).
+    refused(mediamtx_body("publish", key, "", key, "")).await;
     let ticket = l.ticket(&l.viewer, "show").await;
     assert_ok(
         l.json_hook(hook, mediamtx_body("read", "show", "", "", &ticket)).await,
@@ -391,6 +409,34 @@ async fn forward_auth_answers_for_tokens_roles_and_stream_tickets() {
         "forbidden",
     )
     .await;
+    // A role cannot be had without a token, even for a stream anyone may watch.
+    assert_error(
+        get("/auth/verify?stream=open&role=admin", vec![]).await.unwrap(),
+        403,
+        "forbidden",
+    )
+    .await;
+    // Behind the path (Envoy), the query is the client's: not read.
+    assert_error(
+        get("/auth/verify/hls/x.m3u8?stream=open", vec![]).await.unwrap(),
+        401,
+        "missing_credentials",
+    )
+    .await;
+    assert_error(
+        get("/auth/verify?stream=%00", vec![]).await.unwrap(),
+        403,
+        "invalid_ticket",
+    )
+    .await;
+    // A role cannot be had without a token, even for a stream anyone may watch.
+    let r = get("/auth/verify?stream=open&role=admin", vec![]).await.unwrap();
+    assert_error(r, 403, "forbidden").await;
+    // Behind the path (Envoy), the query is the client's: not read.
+    let r = get("/auth/verify/hls/x.m3u8?stream=open", vec![]).await.unwrap();
+    assert_error(r, 401, "missing_credentials").await;
+    let r = get("/auth/verify?stream=%00", vec![]).await.unwrap();
+    assert_error(r, 403, "invalid_ticket").await;
     let r = get("/auth/verify", vec![]).await.unwrap();
     assert!(r.headers().contains_key("www-authenticate"));
     assert_error(r, 401, "missing_credentials").await;
