@@ -129,6 +129,25 @@ impl TestApp {
         self.get_with("/passport/me", &format!("JWT {token}")).await
     }
 
+    /// Registers and logs in `mobile`; returns the access token.
+    pub async fn token_of(&self, mobile: &str) -> String {
+        self.signup_and_login(mobile).await["token"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    }
+
+    /// Grants `mobile` (logged in with `token`) the streamer role by command and
+    /// creates its stream `name` (login access); returns the stream's key.
+    pub async fn stream_of(&self, mobile: &str, token: &str, name: &str) -> String {
+        let out = run_command(&self.dir, &["user", "role", "add", mobile, "streamer"], "").await;
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let created = self
+            .post_auth("/passport/streams", token, Some(&json!({ "name": name })))
+            .await;
+        assert_ok(created, 201).await["key"].as_str().unwrap().to_owned()
+    }
+
     pub async fn post_auth(&self, path: &str, token: &str, body: Option<&Value>) -> Response {
         self.send_auth(reqwest::Method::POST, path, token, body).await
     }

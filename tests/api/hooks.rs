@@ -21,20 +21,9 @@ struct Live {
 
 async fn live(extra: &[(&str, &str)]) -> Live {
     let app = spawn_app_with(extra).await;
-    let streamer = app.signup_and_login("13800000130").await["token"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let viewer = app.signup_and_login("13800000131").await["token"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let out = run_command(&app.dir, &["user", "role", "add", "13800000130", "streamer"], "").await;
-    assert!(out.status.success());
-    let created = app
-        .post_auth("/passport/streams", &streamer, Some(&json!({ "name": "show" })))
-        .await;
-    let key = assert_ok(created, 201).await["key"].as_str().unwrap().to_owned();
+    let streamer = app.token_of("13800000130").await;
+    let viewer = app.token_of("13800000131").await;
+    let key = app.stream_of("13800000130", &streamer, "show").await;
     let open = json!({ "name": "open", "access": "public" });
     assert_ok(app.post_auth("/passport/streams", &streamer, Some(&open)).await, 201).await;
     Live {

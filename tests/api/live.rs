@@ -5,7 +5,6 @@
 
 use std::time::{Duration, Instant};
 
-use serde_json::json;
 use tokio::process::Command;
 
 use crate::helpers::*;
@@ -23,20 +22,9 @@ async fn stage(test: &str) -> Option<(Stage, String)> {
     let app = spawn_app().await;
     let passport = app.base.trim_start_matches("http://").to_owned();
     let nginx = PrivateNginx::start(test, &passport)?;
-    let streamer = app.signup_and_login("13800000140").await["token"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let viewer = app.signup_and_login("13800000141").await["token"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let out = run_command(&app.dir, &["user", "role", "add", "13800000140", "streamer"], "").await;
-    assert!(out.status.success());
-    let created = app
-        .post_auth("/passport/streams", &streamer, Some(&json!({ "name": "show" })))
-        .await;
-    let key = assert_ok(created, 201).await["key"].as_str().unwrap().to_owned();
+    let streamer = app.token_of("13800000140").await;
+    let viewer = app.token_of("13800000141").await;
+    let key = app.stream_of("13800000140", &streamer, "show").await;
     Some((
         Stage {
             app,

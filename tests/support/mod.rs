@@ -786,22 +786,20 @@ impl Drop for PrivateNginx {
     }
 }
 
+/// ffmpeg, quiet, with these arguments.
+fn ffmpeg(args: &[&str]) -> Command {
+    let mut cmd = Command::new("ffmpeg");
+    cmd.args(["-hide_banner", "-loglevel", "error", "-nostdin"])
+        .args(args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    cmd
+}
+
 /// ffmpeg publishing a test pattern for `seconds` to `url`.
 pub fn ffmpeg_publish(url: &str, seconds: u32) -> Command {
-    let mut cmd = Command::new("ffmpeg");
-    cmd.args([
-        "-hide_banner",
-        "-loglevel",
-        "error",
-        "-nostdin",
-        "-re",
-        "-f",
-        "lavfi",
-        "-i",
-    ])
-    .arg("testsrc=size=320x240:rate=25")
-    .args(["-t", &seconds.to_string()])
-    .args([
+    let t = seconds.to_string();
+    let encode = [
         "-c:v",
         "libx264",
         "-preset",
@@ -812,28 +810,15 @@ pub fn ffmpeg_publish(url: &str, seconds: u32) -> Command {
         "25",
         "-f",
         "flv",
-    ])
-    .arg(url)
-    .stdout(Stdio::null())
-    .stderr(Stdio::null());
-    cmd
+    ];
+    let mut args = vec!["-re", "-f", "lavfi", "-i", "testsrc=size=320x240:rate=25", "-t", &t];
+    args.extend(encode);
+    args.push(url);
+    ffmpeg(&args)
 }
 
 /// ffmpeg playing `url` for `seconds`, to nowhere.
 pub fn ffmpeg_play(url: &str, seconds: u32) -> Command {
-    let mut cmd = Command::new("ffmpeg");
-    cmd.args([
-        "-hide_banner",
-        "-loglevel",
-        "error",
-        "-nostdin",
-        "-rw_timeout",
-        "5000000",
-        "-i",
-    ])
-    .arg(url)
-    .args(["-t", &seconds.to_string(), "-f", "null", "-"])
-    .stdout(Stdio::null())
-    .stderr(Stdio::null());
-    cmd
+    let t = seconds.to_string();
+    ffmpeg(&["-rw_timeout", "5000000", "-i", url, "-t", &t, "-f", "null", "-"])
 }
