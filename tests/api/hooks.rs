@@ -558,3 +558,41 @@ async fn no_key_ticket_or_hook_secret_in_the_log_at_trace_level() {
         assert!(!text.contains(secret), "the log holds a secret");
     }
 }
+
+/// A store that cannot answer refuses, never allows: 503 in every dialect (for SRS,
+/// a non-zero `code`), and from forward auth.
+#[tokio::test]
+async fn hooks_and_forward_auth_fail_closed_when_a_store_is_down() {
+    let l = live(&[]).await;
+    let ticket = l.ticket(&l.viewer, "show").await;
+    let later = json!({ "name": "later" });
+    assert_ok(
+        l.app.post_auth("/passport/streams", &l.streamer, Some(&later)).await,
+        201,
+    )
+    .await;
+    // Remembered for at most a second: `show` (the ticket read it); its owner, and
+    // `open` and `later`, not at all.
+    l.app.state.stores.users.close().await;
+    let publish = format!("key={}", l.key);
+    assert_error(l.rtmp("publish", "show", &publish).await, 503, "store_unavailable").await;
+    let r = l
+        .json_hook("/hooks/srs", srs_body("on_publish", "show", &format!("?{publish}")))
+        .await;
+    assert_eq!(r.status(), 503);
+    assert_ne!(r.json::<Value>().await.unwrap()["code"], 0);
+    let r = l
+        .json_hook("/hooks/mediamtx", mediamtx_body("read", "open", "", "", ""))
+        .await;
+    assert_error(r, 503, "store_unavailable").await;
+    let r = l
+        .app
+        .client
+        .get(l.app.url("/auth/verify?stream=later"))
+        .header("X-Original-URI", format!("/hls/later/x.m3u8?ticket={ticket}"))
+        .send()
+        .await
+        .unwrap();
+    assert_error(r, 503, "store_unavailable").await;
+    l.app.stop().await;
+}
