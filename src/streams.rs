@@ -249,7 +249,7 @@ impl Streams {
     pub async fn set_access(&self, who: &Identity, name: &str, access: &str) -> Result<StreamView, ApiError> {
         let access = parse_access(access)?;
         let mut stream = self.changeable(Actor::Owner(who), name).await?;
-        let changed = self.store.set_stream_access(name, access).await;
+        let changed = self.store.set_stream_access(name, stream.owner_id, access).await;
         self.forget(name).await;
         if !changed? {
             return Err(ApiError::NotFound);
@@ -263,7 +263,7 @@ impl Streams {
         let stream = self.changeable(actor, name).await?;
         let key = StreamKey::random();
         let new_digest = digest(key.expose(), &self.keys.stream_digest_keys()[0]);
-        let changed = self.store.set_stream_key(name, &new_digest).await;
+        let changed = self.store.set_stream_key(name, stream.owner_id, &new_digest).await;
         self.forget(name).await;
         if !changed? {
             return Err(ApiError::NotFound);
@@ -275,7 +275,7 @@ impl Streams {
 
     pub async fn delete(&self, actor: Actor<'_>, name: &str, meta: &RequestMeta) -> Result<(), ApiError> {
         let stream = self.changeable(actor, name).await?;
-        let deleted = self.store.delete_stream(name).await;
+        let deleted = self.store.delete_stream(name, stream.owner_id).await;
         self.forget(name).await;
         if !deleted? {
             return Err(ApiError::NotFound);

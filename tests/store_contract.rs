@@ -565,17 +565,21 @@ async fn streams_round_trip(users: Arc<dyn UserStore>, store: Arc<dyn StreamStor
     assert_eq!(names(store.list_streams(Some(a)).await.unwrap()), ["one", "two"]);
     assert_eq!(names(store.list_streams(None).await.unwrap()), ["one", "two", "bee"]);
 
-    assert!(store.set_stream_access("one", StreamAccess::Public).await.unwrap());
-    assert!(store.set_stream_key("one", &[9; 32]).await.unwrap());
+    // Another owner changes nothing.
+    assert!(!store.set_stream_access("one", b, StreamAccess::Public).await.unwrap());
+    assert!(!store.set_stream_key("one", b, &[9; 32]).await.unwrap());
+    assert!(!store.delete_stream("one", b).await.unwrap());
+    assert!(store.set_stream_access("one", a, StreamAccess::Public).await.unwrap());
+    assert!(store.set_stream_key("one", a, &[9; 32]).await.unwrap());
     assert_eq!(store.find_stream_by_key(&[9; 32]).await.unwrap().unwrap().name, "one");
     assert_eq!(store.find_stream_by_key(&[8; 32]).await.unwrap(), None);
     let one = store.find_stream("one").await.unwrap().unwrap();
     assert_eq!((one.access, one.key_digest), (StreamAccess::Public, [9; 32]));
-    assert!(!store.set_stream_access("none", StreamAccess::Public).await.unwrap());
-    assert!(!store.set_stream_key("none", &[9; 32]).await.unwrap());
+    assert!(!store.set_stream_access("none", a, StreamAccess::Public).await.unwrap());
+    assert!(!store.set_stream_key("none", a, &[9; 32]).await.unwrap());
 
-    assert!(store.delete_stream("one").await.unwrap());
-    assert!(!store.delete_stream("one").await.unwrap());
+    assert!(store.delete_stream("one", a).await.unwrap());
+    assert!(!store.delete_stream("one", a).await.unwrap());
     assert_eq!(names(store.list_streams(None).await.unwrap()), ["two", "bee"]);
 }
 

@@ -121,10 +121,11 @@ pub trait StreamStore: Send + Sync {
     async fn find_stream_by_key(&self, key_digest: &[u8; 32]) -> Result<Option<StreamRecord>, StoreError>;
     /// One owner's streams, or every stream; oldest first.
     async fn list_streams(&self, owner_id: Option<i64>) -> Result<Vec<StreamRecord>, StoreError>;
-    /// False when there is no such stream.
-    async fn set_stream_access(&self, name: &str, access: StreamAccess) -> Result<bool, StoreError>;
-    async fn set_stream_key(&self, name: &str, key_digest: &[u8; 32]) -> Result<bool, StoreError>;
-    async fn delete_stream(&self, name: &str) -> Result<bool, StoreError>;
+    /// These three change the stream only while `owner_id` owns it (a stream deleted
+    /// and made again by someone else meanwhile is not theirs); false otherwise.
+    async fn set_stream_access(&self, name: &str, owner_id: i64, access: StreamAccess) -> Result<bool, StoreError>;
+    async fn set_stream_key(&self, name: &str, owner_id: i64, key_digest: &[u8; 32]) -> Result<bool, StoreError>;
+    async fn delete_stream(&self, name: &str, owner_id: i64) -> Result<bool, StoreError>;
 }
 
 /// A session's refresh token, as stored: a digest, never the token (see `refresh.rs`).

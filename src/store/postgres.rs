@@ -245,29 +245,32 @@ impl StreamStore for PgUsers {
         rows.iter().map(stream).collect()
     }
 
-    async fn set_stream_access(&self, name: &str, access: StreamAccess) -> Result<bool, StoreError> {
-        let done = sqlx::query("UPDATE streams SET access = $1 WHERE name = $2")
+    async fn set_stream_access(&self, name: &str, owner_id: i64, access: StreamAccess) -> Result<bool, StoreError> {
+        let done = sqlx::query("UPDATE streams SET access = $1 WHERE name = $2 AND owner_id = $3")
             .bind(access.as_str())
             .bind(name)
+            .bind(owner_id)
             .execute(self.counted())
             .await
             .map_err(classify)?;
         Ok(done.rows_affected() == 1)
     }
 
-    async fn set_stream_key(&self, name: &str, key_digest: &[u8; 32]) -> Result<bool, StoreError> {
-        let done = sqlx::query("UPDATE streams SET key_digest = $1 WHERE name = $2")
+    async fn set_stream_key(&self, name: &str, owner_id: i64, key_digest: &[u8; 32]) -> Result<bool, StoreError> {
+        let done = sqlx::query("UPDATE streams SET key_digest = $1 WHERE name = $2 AND owner_id = $3")
             .bind(&key_digest[..])
             .bind(name)
+            .bind(owner_id)
             .execute(self.counted())
             .await
             .map_err(classify)?;
         Ok(done.rows_affected() == 1)
     }
 
-    async fn delete_stream(&self, name: &str) -> Result<bool, StoreError> {
-        let done = sqlx::query("DELETE FROM streams WHERE name = $1")
+    async fn delete_stream(&self, name: &str, owner_id: i64) -> Result<bool, StoreError> {
+        let done = sqlx::query("DELETE FROM streams WHERE name = $1 AND owner_id = $2")
             .bind(name)
+            .bind(owner_id)
             .execute(self.counted())
             .await
             .map_err(classify)?;

@@ -234,29 +234,32 @@ impl StreamStore for SqliteUsers {
         rows.iter().map(stream).collect()
     }
 
-    async fn set_stream_access(&self, name: &str, access: StreamAccess) -> Result<bool, StoreError> {
-        let done = sqlx::query("UPDATE streams SET access = ? WHERE name = ?")
+    async fn set_stream_access(&self, name: &str, owner_id: i64, access: StreamAccess) -> Result<bool, StoreError> {
+        let done = sqlx::query("UPDATE streams SET access = ? WHERE name = ? AND owner_id = ?")
             .bind(access.as_str())
             .bind(name)
+            .bind(owner_id)
             .execute(self.counted())
             .await
             .map_err(classify)?;
         Ok(done.rows_affected() == 1)
     }
 
-    async fn set_stream_key(&self, name: &str, key_digest: &[u8; 32]) -> Result<bool, StoreError> {
-        let done = sqlx::query("UPDATE streams SET key_digest = ? WHERE name = ?")
+    async fn set_stream_key(&self, name: &str, owner_id: i64, key_digest: &[u8; 32]) -> Result<bool, StoreError> {
+        let done = sqlx::query("UPDATE streams SET key_digest = ? WHERE name = ? AND owner_id = ?")
             .bind(&key_digest[..])
             .bind(name)
+            .bind(owner_id)
             .execute(self.counted())
             .await
             .map_err(classify)?;
         Ok(done.rows_affected() == 1)
     }
 
-    async fn delete_stream(&self, name: &str) -> Result<bool, StoreError> {
-        let done = sqlx::query("DELETE FROM streams WHERE name = ?")
+    async fn delete_stream(&self, name: &str, owner_id: i64) -> Result<bool, StoreError> {
+        let done = sqlx::query("DELETE FROM streams WHERE name = ? AND owner_id = ?")
             .bind(name)
+            .bind(owner_id)
             .execute(self.counted())
             .await
             .map_err(classify)?;
