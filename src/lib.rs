@@ -29,6 +29,7 @@ pub mod users;
 // Core: the API's error, the Authorization header, tokens.
 pub mod credentials;
 pub mod error;
+pub mod keyed;
 pub mod tokens;
 
 // Infrastructure: storage, password hashing, the audit log.

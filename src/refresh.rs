@@ -17,14 +17,12 @@ use std::sync::Arc;
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
-use hmac::{Hmac, Mac};
 use serde::Serialize;
-use sha2::Sha256;
-use subtle::ConstantTimeEq;
 
 use crate::audit::{Audit, AuditEvent, Event, RequestMeta};
 use crate::error::ApiError;
 use crate::ids::SessionId;
+use crate::keyed;
 use crate::store::{RefreshState, SessionStore};
 use crate::tokens::KeyRing;
 
@@ -96,33 +94,24 @@ impl RefreshToken {
     /// that someone able to write to the session store still cannot plant a digest
     /// of a token of their own making.
     pub fn digest(&self, key: &[u8; 32]) -> [u8; 32] {
-        let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(key).expect("HMAC takes any key length");
-        mac.update(b"digest\0");
-        mac.update(self.encode().as_bytes());
-        mac.finalize().into_bytes().into()
+        keyed::hmac(key, &[b"digest\0", self.encode().as_bytes()])
     }
 
     /// True when `stored` is this token's digest under any key of the ring (a
     /// digest written before a key was added still matches).
     fn matches(&self, keys: &[[u8; 32]], stored: &[u8; 32]) -> bool {
-        keys.iter().any(|k| same(&self.digest(k), stored))
+        keyed::matches_any(keys, stored, |k| self.digest(k))
     }
 
     /// The token that replaces this one at rotation.
     pub fn successor(&self, key: &[u8; 32]) -> RefreshToken {
-        let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(key).expect("HMAC takes any key length");
-        mac.update(self.encode().as_bytes());
         RefreshToken {
             user_id: self.user_id,
             session_id: self.session_id,
             generation: self.generation + 1,
-            secret: mac.finalize().into_bytes().into(),
+            secret: keyed::hmac(key, &[self.encode().as_bytes()]),
         }
     }
-}
-
-fn same(a: &[u8; 32], b: &[u8; 32]) -> bool {
-    a.ct_eq(b).into()
 }
 
 #[derive(Debug, Serialize)]

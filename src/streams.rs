@@ -11,15 +11,13 @@ use std::time::Duration;
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
-use hmac::{Hmac, Mac};
 use moka::future::Cache;
 use serde::Serialize;
-use sha2::Sha256;
-use subtle::ConstantTimeEq;
 
 use crate::audit::{Audit, AuditEvent, Event, RequestMeta};
 use crate::error::{ApiError, BadInput};
 use crate::identify::Identity;
+use crate::keyed;
 use crate::store::{StoreError, StreamAccess, StreamRecord, StreamStore, UserRecord, UserStore};
 use crate::tokens::KeyRing;
 
@@ -72,9 +70,7 @@ impl StreamKey {
 
 /// The stored digest of a key under one of the ring's stream-digest keys.
 fn digest(key: &str, digest_key: &[u8; 32]) -> [u8; 32] {
-    let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(digest_key).expect("any key length");
-    mac.update(key.as_bytes());
-    mac.finalize().into_bytes().into()
+    keyed::hmac(digest_key, &[key.as_bytes()])
 }
 
 /// A stream as its owner sees it.
@@ -298,11 +294,7 @@ impl Streams {
     /// Whether `key` is the stream's current publish key (compared in constant time,
     /// under every key of the ring).
     pub fn key_matches(&self, stream: &StreamRecord, key: &str) -> bool {
-        let mut matched = subtle::Choice::from(0);
-        for k in self.keys.stream_digest_keys() {
-            matched |= digest(key, k).ct_eq(&stream.key_digest);
-        }
-        matched.into()
+        keyed::matches_any(self.keys.stream_digest_keys(), &stream.key_digest, |k| digest(key, k))
     }
 }
 

@@ -10,11 +10,9 @@
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
-use hmac::{Hmac, Mac};
-use sha2::Sha256;
-use subtle::ConstantTimeEq;
 
 use crate::ids::SessionId;
+use crate::keyed;
 use crate::tokens::KeyRing;
 
 /// The longest ticket accepted: nginx-rtmp cuts a stream's arguments at 256 bytes.
@@ -37,16 +35,19 @@ pub struct For<'a> {
 }
 
 fn mac(key: &[u8; 32], stream: For<'_>, t: &Ticket) -> [u8; 16] {
-    let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(key).expect("any key length");
     // Lengths first, so that no two (stream, fields) give the same input.
-    mac.update(&(stream.name.len() as u64).to_be_bytes());
-    mac.update(stream.name.as_bytes());
-    mac.update(&stream.created_at.to_be_bytes());
-    mac.update(&t.user_id.to_be_bytes());
-    mac.update(&t.session_id.0);
-    mac.update(&t.login_time.to_be_bytes());
-    mac.update(&t.expires_at.to_be_bytes());
-    let full = mac.finalize().into_bytes();
+    let full = keyed::hmac(
+        key,
+        &[
+            &(stream.name.len() as u64).to_be_bytes(),
+            stream.name.as_bytes(),
+            &stream.created_at.to_be_bytes(),
+            &t.user_id.to_be_bytes(),
+            &t.session_id.0,
+            &t.login_time.to_be_bytes(),
+            &t.expires_at.to_be_bytes(),
+        ],
+    );
     full[..16].try_into().expect("16 of 32 bytes")
 }
 
@@ -89,11 +90,7 @@ impl Ticket {
             login_time,
             expires_at,
         };
-        let mut matched = subtle::Choice::from(0);
-        for key in keys.ticket_keys() {
-            matched |= mac(key, stream, &ticket).ct_eq(&given);
-        }
-        bool::from(matched).then_some(ticket)
+        keyed::matches_any(keys.ticket_keys(), &given, |key| mac(key, stream, &ticket)).then_some(ticket)
     }
 }
 

@@ -25,6 +25,7 @@ use sha2::{Digest, Sha256};
 
 use crate::config::{Config, SecretSource, MIN_SECRET_LEN};
 use crate::ids::SessionId;
+use crate::keyed;
 
 /// The file a generated secret is kept in, inside the data directory.
 pub const GENERATED_SECRET_FILE: &str = "secret.key";
@@ -287,11 +288,7 @@ impl KeyRing {
     /// A ring of `(kid, secret)`, the first signing. Panics on an empty ring.
     pub fn with_kids(named: Vec<(String, Vec<u8>)>, issuer: String, leeway: u64, access_ttl: u64) -> KeyRing {
         assert!(!named.is_empty(), "a key ring needs a key");
-        let derive = |secret: &[u8], label: &[u8]| -> [u8; 32] {
-            let mut mac = <hmac::Hmac<Sha256> as hmac::Mac>::new_from_slice(secret).expect("any key length");
-            hmac::Mac::update(&mut mac, label);
-            hmac::Mac::finalize(mac).into_bytes().into()
-        };
+        let derive = |secret: &[u8], label: &[u8]| keyed::hmac(secret, &[label]);
         let refresh_key = derive(&named[0].1, b"passport refresh successor v1");
         let per_key = |label: &[u8]| named.iter().map(|(_, s)| derive(s, label)).collect::<Vec<_>>();
         let refresh_digest_keys = per_key(b"passport refresh digest v1");
