@@ -17,7 +17,7 @@ use std::sync::Arc;
 use moka::future::Cache;
 use serde::Serialize;
 
-use crate::audit::{Audit, AuditEvent, Event, RequestMeta};
+use crate::audit::{AuditEvent, Event, RequestMeta};
 use crate::error::ApiError;
 use crate::identify::Identity;
 use crate::store::{SessionCheck, SessionStore, StoreError, StreamAccess, StreamRecord, UserStore};
@@ -96,7 +96,6 @@ pub struct StreamAuth {
     pub streams: Streams,
     pub users: Arc<dyn UserStore>,
     pub sessions: Arc<dyn SessionStore>,
-    pub audit: Audit,
     /// How long a new ticket may start a playback, seconds.
     pub ticket_ttl: i64,
     /// Whether a stream owner may publish, by user id, as read at most `FRESH_FOR`
@@ -112,7 +111,6 @@ impl StreamAuth {
         ticket_ttl: i64,
     ) -> StreamAuth {
         StreamAuth {
-            audit: streams.audit.clone(),
             streams,
             users,
             sessions,
@@ -241,7 +239,7 @@ impl StreamAuth {
             Verdict::Deny(d) => AuditEvent::denied(event, meta, "stream refused", d.error().code()),
         };
         e.user_id = user;
-        self.audit.record(e).await;
+        self.streams.audit.record(e).await;
     }
 }
 
