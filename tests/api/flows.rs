@@ -140,3 +140,20 @@ async fn password_change() {
     assert_ok(app.login_raw("13800000007", "a brand new password").await, 200).await;
     app.stop().await;
 }
+
+#[tokio::test]
+async fn a_number_with_its_country_code_registers_in_any_default_region() {
+    // With the default region US, a Chinese mobile written with +86 is still Chinese
+    // (the parser used to strip US's national prefix `1` from it and refuse it).
+    let app = spawn_app_with(&[("default_region", "US")]).await;
+    let r = app.register("+8613812345678", PASSWORD).await;
+    assert_eq!(r.status(), 201, "{}", r.text().await.unwrap());
+    // Full-width digits, as Chinese input methods type them, are the same number.
+    let data = app.login("＋８６ １３８ １２３４ ５６７８", PASSWORD).await;
+    let me: serde_json::Value = app.me(data["token"].as_str().unwrap()).await.json().await.unwrap();
+    assert_eq!(me["data"]["mobile"], "+8613812345678");
+    // A national US number is still read in US.
+    assert_eq!(app.register("(650) 253-0000", PASSWORD).await.status(), 201);
+    let data = app.login("+1 650 253 0000", PASSWORD).await;
+    assert!(data["token"].is_string());
+}
