@@ -4,9 +4,12 @@
 use std::future::Future;
 use std::net::SocketAddr;
 
+use std::time::Duration;
+
 use tokio::net::TcpListener;
 
 use crate::config::Config;
+use crate::http::connections::{self, Limits, IDLE_TIMEOUT};
 use crate::state::AppState;
 use crate::store::Mode;
 
@@ -40,12 +43,13 @@ impl App {
         let addr = self.local_addr();
         tracing::info!(%addr, "passport listening");
         let router = crate::http::router(self.state.clone());
-        axum::serve(
-            self.listener,
-            router.into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .with_graceful_shutdown(shutdown)
-        .await?;
+        let config = &self.state.config;
+        let limits = Limits {
+            header_timeout: Duration::from_secs(config.header_timeout),
+            idle_timeout: IDLE_TIMEOUT,
+            max_connections: config.max_connections,
+        };
+        connections::serve(self.listener, router, limits, shutdown).await;
         tracing::info!("stopped accepting; in-flight requests done");
         self.state.close().await;
         tracing::info!("audit log flushed, stores closed");

@@ -43,6 +43,7 @@ pub mod config;
 pub mod i18n;
 pub mod ids;
 pub mod legacy_hashes;
+pub mod observe;
 pub mod phone;
 pub mod scheduling;
 

@@ -4,6 +4,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use passport::cli::{self, Cli};
+use passport::config::LogFormat;
 use tracing_subscriber::EnvFilter;
 
 // Every request allocates a little on whichever worker thread runs it; mimalloc's
@@ -17,11 +18,6 @@ fn main() -> ExitCode {
     let serving = matches!(cli.command, None | Some(cli::Command::Serve));
     // Diagnostics go to stderr; RUST_LOG overrides. Commands stay quiet by default
     // so their stdout is just their answer.
-    let default = if serving { "info" } else { "warn" };
-    tracing_subscriber::fmt()
-        .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default)))
-        .with_writer(std::io::stderr)
-        .init();
     let config = match cli.load_config() {
         Ok(c) => c,
         Err(e) => {
@@ -29,6 +25,15 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    let default = if serving { "info" } else { "warn" };
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
+    let logs = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match config.log_format {
+        LogFormat::Text => logs.init(),
+        // One object per line, with the fields of the request's span (its id among
+        // them) on every event inside it.
+        LogFormat::Json => logs.json().with_current_span(true).with_span_list(false).init(),
+    }
     let runtime = match passport::scheduling::runtime(serving && config.pin_workers) {
         Ok(r) => r,
         Err(e) => {

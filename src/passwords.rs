@@ -297,6 +297,7 @@ impl Hasher {
             .admission
             .clone()
             .try_acquire_owned()
+            .map(Admitted::new)
             .map_err(|_| HashError::Busy)?;
         self.inner.jobs.fetch_add(1, Ordering::Relaxed);
         let (done_tx, done_rx) = oneshot::channel();
@@ -305,7 +306,9 @@ impl Hasher {
         // The permit is given back before the reply is sent, so a caller that
         // awaits one job and then starts the next always finds the worker free.
         let job: Job = Box::new(move |memory| {
+            let started = std::time::Instant::now();
             let result = job(memory);
+            crate::observe::password_hash(started.elapsed());
             drop(admitted);
             let _ = done_tx.send(result);
         });
@@ -337,6 +340,23 @@ impl Hasher {
             .run(move |memory| verify_with(memory, password.as_bytes(), &hash))
             .await?;
         Ok(known && ok)
+    }
+}
+
+/// A place among the running and waiting hashes, counted in the queue gauge for
+/// as long as it is held, however the job ends.
+struct Admitted(#[allow(dead_code)] tokio::sync::OwnedSemaphorePermit);
+
+impl Admitted {
+    fn new(permit: tokio::sync::OwnedSemaphorePermit) -> Admitted {
+        crate::observe::password_hash_queue(1.0);
+        Admitted(permit)
+    }
+}
+
+impl Drop for Admitted {
+    fn drop(&mut self) {
+        crate::observe::password_hash_queue(-1.0);
     }
 }
 

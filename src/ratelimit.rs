@@ -75,7 +75,9 @@ pub struct RateLimiter {
 }
 
 impl RateLimiter {
-    async fn refuse(&self, meta: &RequestMeta, retry_after: i64, what: &'static str) -> ApiError {
+    /// `limit` names the limit for metrics, `what` explains it in the audit log.
+    async fn refuse(&self, meta: &RequestMeta, retry_after: i64, limit: &'static str, what: &'static str) -> ApiError {
+        crate::observe::rate_limited(limit);
         self.audit
             .record(AuditEvent::denied(Event::RateLimited, meta, what, "rate_limited"))
             .await;
@@ -88,25 +90,25 @@ impl RateLimiter {
         meta: &RequestMeta,
         key: fn(&str) -> String,
         limit: RateLimit,
-        what: &'static str,
+        (name, what): (&'static str, &'static str),
     ) -> Result<(), ApiError> {
         let Some(ip) = &meta.ip else { return Ok(()) };
         let c = self.rates.hit(&key(ip), limit.window, crate::clock::now()).await?;
         if c.count > limit.count {
-            return Err(self.refuse(meta, c.reset_in, what).await);
+            return Err(self.refuse(meta, c.reset_in, name, what).await);
         }
         Ok(())
     }
 
     /// Every login attempt, whatever its outcome, counts against its client IP.
     pub async fn login_attempt(&self, meta: &RequestMeta) -> Result<(), ApiError> {
-        let what = "too many logins from this address";
+        let what = ("login_ip", "too many logins from this address");
         self.count_ip(meta, login_ip_key, self.limits.login_ip, what).await
     }
 
     /// Every registration attempt counts against its client IP.
     pub async fn register_attempt(&self, meta: &RequestMeta) -> Result<(), ApiError> {
-        let what = "too many registrations from this address";
+        let what = ("register_ip", "too many registrations from this address");
         self.count_ip(meta, register_ip_key, self.limits.register_ip, what)
             .await
     }
@@ -126,12 +128,12 @@ impl RateLimiter {
         };
         if window.count >= limit.count {
             return Err(self
-                .refuse(meta, window.reset_in, "too many failed logins for this account")
+                .refuse(meta, window.reset_in, "login_account", "too many failed logins for this account")
                 .await);
         }
         if streak.count >= MAX_CONSECUTIVE_FAILURES.count {
             let what = "too many consecutive failed logins for this account";
-            return Err(self.refuse(meta, streak.reset_in, what).await);
+            return Err(self.refuse(meta, streak.reset_in, "login_streak", what).await);
         }
         Ok(Standing {
             had_failures: window.count > 0 || streak.count > 0,

@@ -5,6 +5,8 @@ use std::future::Future;
 use std::ops::Deref;
 use std::sync::Arc;
 
+use metrics_exporter_prometheus::PrometheusHandle;
+
 use crate::audit::Audit;
 use crate::config::Config;
 use crate::passwords::Hasher;
@@ -28,6 +30,9 @@ pub struct Services {
     pub refresher: Refresher,
     pub streams: Streams,
     pub stream_auth: StreamAuth,
+    /// The Prometheus recorder's handle; `None` when metrics are off
+    /// (`metrics_allow` is `none`).
+    pub metrics: Option<PrometheusHandle>,
 }
 
 /// Shared by every request; cheap to clone.
@@ -91,6 +96,7 @@ impl AppState {
             stores.sessions.clone(),
             config.play_ticket_ttl as i64,
         );
+        let metrics = (!config.metrics_allow.is_empty()).then(crate::observe::install);
         Ok(AppState(Arc::new(Services {
             config,
             stores,
@@ -101,6 +107,7 @@ impl AppState {
             refresher,
             streams,
             stream_auth,
+            metrics,
         })))
     }
 

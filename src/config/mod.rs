@@ -18,7 +18,7 @@ use std::path::{Path, PathBuf};
 use ipnet::IpNet;
 
 use crate::i18n::Lang;
-pub use values::{Overflow, RateLimit, Secret, SecretSource, StoreUrl, MAX_LEEWAY, MAX_TTL, MIN_SECRET_LEN};
+pub use values::{LogFormat, Overflow, RateLimit, Secret, SecretSource, StoreUrl, MAX_LEEWAY, MAX_TTL, MIN_SECRET_LEN};
 
 /// What the command line and a file need to know of a setting.
 #[derive(Clone, Copy, Debug)]
@@ -185,6 +185,19 @@ settings! {
     /// A secret every hook URL must carry as ?secret= (at least 16 bytes; unset: none).
     hook_secret: Option<Secret> = None,
         parse: values::hook_secret, example: "an-example-hook-secret", secret;
+    /// Addresses that may read /metrics: CIDRs separated by commas (none: no
+    /// metrics are kept at all).
+    metrics_allow: Vec<IpNet> = values::loopback(),
+        parse: values::networks, example: "10.0.0.0/8";
+    /// Log lines: text, or json (one object per line).
+    log_format: LogFormat = LogFormat::Text,
+        parse: values::one_of(values::LOG_FORMATS), example: "json";
+    /// Seconds in which a request's headers must arrive (1-3600).
+    header_timeout: u64 = 10,
+        parse: values::number("whole seconds", 1..=3600, " seconds"), example: "5";
+    /// Open connections at most; more wait to be accepted.
+    max_connections: usize = 10_000,
+        parse: values::number("a number of connections", 1..=10_000_000, ""), example: "500";
 }
 
 const RATE_FORM: &str = "a limit like 10/900 (count/seconds)";

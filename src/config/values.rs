@@ -186,7 +186,17 @@ pub fn one_of<T: Copy>(choices: &'static [(&'static str, T)]) -> impl Fn(&str) -
 }
 
 pub const OVERFLOWS: &[(&str, Overflow)] = &[("evict_oldest", Overflow::EvictOldest), ("reject", Overflow::Reject)];
+pub const LOG_FORMATS: &[(&str, LogFormat)] = &[("text", LogFormat::Text), ("json", LogFormat::Json)];
 pub const LANGS: &[(&str, Lang)] = &[("en", Lang::En), ("zh", Lang::Zh)];
+
+/// How log lines are written.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LogFormat {
+    /// For people: one line of text per event.
+    Text,
+    /// For log shippers: one JSON object per line.
+    Json,
+}
 
 /// The text as given.
 pub fn verbatim(raw: &str) -> Parsed<String> {
@@ -257,9 +267,13 @@ pub fn loopback() -> Vec<IpNet> {
     ]
 }
 
-/// CIDRs separated by commas; a bare address means a single host.
+/// CIDRs separated by commas; a bare address means a single host; `none` (or
+/// nothing) means no address at all.
 pub fn networks(raw: &str) -> Parsed<Vec<IpNet>> {
     let mut nets = Vec::new();
+    if raw.trim() == "none" {
+        return Ok(nets);
+    }
     for part in raw.split(',').map(str::trim).filter(|p| !p.is_empty()) {
         let net = part
             .parse::<IpNet>()

@@ -104,8 +104,12 @@ impl FromRequestParts<AppState> for AuthUser {
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
         let authorization = parts.headers.get(header::AUTHORIZATION).map(|v| v.as_bytes());
         match identify(&state.keys, &*state.stores.sessions, authorization).await {
-            Ok(identity) => Ok(AuthUser(identity)),
+            Ok(identity) => {
+                crate::observe::identify("ok");
+                Ok(AuthUser(identity))
+            }
             Err(rejection) => {
+                crate::observe::identify(rejection.error.code());
                 let meta = request_meta(parts, state);
                 let mut e = AuditEvent::denied(Event::TokenRejected, &meta, "request refused", rejection.error.code());
                 e.user_id = rejection.user_id;

@@ -38,9 +38,7 @@ fn ticket_of(uri: &str) -> Option<String> {
 pub async fn verify(State(state): State<AppState>, req: Request) -> Response {
     let (mut parts, _) = req.into_parts();
     let own = FirstValues::parse(parts.uri.query().unwrap_or("").as_bytes());
-    decide(&state, &mut parts, &own)
-        .await
-        .unwrap_or_else(IntoResponse::into_response)
+    counted(decide(&state, &mut parts, &own).await)
 }
 
 /// `/auth/verify/<original path>` (Envoy): the query is the client's, carried along
@@ -48,9 +46,17 @@ pub async fn verify(State(state): State<AppState>, req: Request) -> Response {
 pub async fn verify_with_path(State(state): State<AppState>, req: Request) -> Response {
     let (mut parts, _) = req.into_parts();
     let none = FirstValues::parse(b"");
-    decide(&state, &mut parts, &none)
-        .await
-        .unwrap_or_else(IntoResponse::into_response)
+    counted(decide(&state, &mut parts, &none).await)
+}
+
+/// Forward auth's decisions are counted with the hooks' (server `forward_auth`).
+fn counted(decided: Result<Response, ApiError>) -> Response {
+    let outcome = match &decided {
+        Ok(_) => "allow",
+        Err(e) => e.code(),
+    };
+    crate::observe::hook("forward_auth", "verify", outcome);
+    decided.unwrap_or_else(IntoResponse::into_response)
 }
 
 async fn decide(state: &AppState, parts: &mut Parts, own: &FirstValues) -> Result<Response, ApiError> {

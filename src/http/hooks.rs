@@ -92,20 +92,26 @@ pub async fn nginx_rtmp(State(state): State<AppState>, HookCaller(meta): HookCal
     let meta = with_client(meta, args.get("addr"));
     let name = args.get("name").unwrap_or("");
     let auth = &state.stream_auth;
-    let decided = match args.get("call").unwrap_or("") {
-        "publish" => {
+    let (call, decided) = match args.get("call").unwrap_or("") {
+        "publish" => (
+            "publish",
             auth.publish(name, args.get("key"), KeyAsName::Allowed, Phase::Start, &meta)
-                .await
-        }
-        "update_publish" => {
+                .await,
+        ),
+        "update_publish" => (
+            "update_publish",
             auth.publish(name, args.get("key"), KeyAsName::Allowed, Phase::Update, &meta)
-                .await
-        }
-        "play" => auth.play(name, args.get("ticket"), None, Phase::Start, &meta).await,
-        "update_play" => auth.play(name, args.get("ticket"), None, Phase::Update, &meta).await,
+                .await,
+        ),
+        "play" => ("play", auth.play(name, args.get("ticket"), None, Phase::Start, &meta).await),
+        "update_play" => (
+            "update_play",
+            auth.play(name, args.get("ticket"), None, Phase::Update, &meta).await,
+        ),
         "publish_done" | "play_done" | "done" => return ok(()).into_response(),
         _ => return ApiError::InvalidParams(crate::error::BadInput::WrongShape).into_response(),
     };
+    count("nginx-rtmp", call, &decided);
     match decided {
         // The key given as the name: nginx-rtmp publishes under the stream's name.
         // Its updates then carry the key as the name again, answered 2xx.
@@ -138,19 +144,22 @@ pub async fn srs(State(state): State<AppState>, HookCaller(meta): HookCaller, Js
     let args = FirstValues::parse(hook.param.trim_start_matches('?').as_bytes());
     let meta = with_client(meta, hook.ip.as_deref());
     let auth = &state.stream_auth;
-    let decided = match hook.action.as_str() {
+    let (call, decided) = match hook.action.as_str() {
         "on_publish" => {
             let key = args.get("key");
-            auth.publish(&hook.stream, key, KeyAsName::Refused, Phase::Start, &meta)
-                .await
+            let decided = auth.publish(&hook.stream, key, KeyAsName::Refused, Phase::Start, &meta)
+                .await;
+            ("on_publish", decided)
         }
         "on_play" => {
-            auth.play(&hook.stream, args.get("ticket"), None, Phase::Start, &meta)
-                .await
+            let decided = auth.play(&hook.stream, args.get("ticket"), None, Phase::Start, &meta)
+                .await;
+            ("on_play", decided)
         }
         "on_unpublish" | "on_stop" => return allow(),
         _ => return ApiError::InvalidParams(crate::error::BadInput::WrongShape).into_response(),
     };
+    count("srs", call, &decided);
     match decided {
         Ok(Verdict::Deny(why)) => why.error().into_response(),
         Ok(_) => allow(),
@@ -191,14 +200,20 @@ pub async fn mediamtx(
             .or(Some(hook.token.as_str()).filter(|t| !t.is_empty()))
     };
     let auth = &state.stream_auth;
-    let decided = match hook.action.as_str() {
-        "publish" => {
+    let (call, decided) = match hook.action.as_str() {
+        "publish" => (
+            "publish",
             auth.publish(&hook.path, given("key"), KeyAsName::Refused, Phase::Start, &meta)
-                .await
-        }
-        "read" | "playback" => auth.play(&hook.path, given("ticket"), None, Phase::Start, &meta).await,
+                .await,
+        ),
+        "read" => ("read", auth.play(&hook.path, given("ticket"), None, Phase::Start, &meta).await),
+        "playback" => (
+            "playback",
+            auth.play(&hook.path, given("ticket"), None, Phase::Start, &meta).await,
+        ),
         _ => return ApiError::Forbidden.into_response(),
     };
+    count("mediamtx", call, &decided);
     let no_credential = [args.get("key"), args.get("ticket")].iter().all(Option::is_none)
         && hook.user.is_empty()
         && hook.password.is_empty()
@@ -209,6 +224,16 @@ pub async fn mediamtx(
         Ok(_) => ok(()).into_response(),
         Err(e) => e.into_response(),
     }
+}
+
+/// Counts a decision: `allow`, or the code it was refused with.
+fn count(server: &'static str, call: &'static str, decided: &Result<Verdict, ApiError>) {
+    let outcome = match decided {
+        Ok(Verdict::Allow { .. }) => "allow",
+        Ok(Verdict::Deny(why)) => why.error().code(),
+        Err(e) => e.code(),
+    };
+    crate::observe::hook(server, call, outcome);
 }
 
 #[cfg(test)]

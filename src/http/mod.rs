@@ -1,10 +1,12 @@
 //! The HTTP surface: routes and the layers around them.
 
+pub mod connections;
 pub mod context;
 pub mod extract;
 pub mod forward_auth;
 pub mod health;
 pub mod hooks;
+pub mod metrics;
 pub mod passport;
 pub mod response;
 pub mod streams;
@@ -45,10 +47,13 @@ pub fn router(state: AppState) -> Router {
         .route("/auth/verify/{*rest}", any(forward_auth::verify_with_path))
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
+        .route("/metrics", get(metrics::metrics))
         .fallback(passport::not_found)
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         // A panic becomes a bare 500, which the context layer turns into the envelope.
         .layer(CatchPanicLayer::new())
+        // Outside the panic catcher, so that a panic is counted as the 500 it becomes.
+        .layer(axum::middleware::from_fn(metrics::record))
         .layer(axum::middleware::from_fn_with_state(state.clone(), context::middleware))
         // The path only: a query may carry a hook secret or a ticket.
         .layer(TraceLayer::new_for_http().make_span_with(|req: &axum::extract::Request| {

@@ -56,10 +56,12 @@ pub async fn login(
     ClientMeta(meta): ClientMeta,
     Json(body): Json<LoginBody>,
 ) -> Answer<LoginOk> {
-    Ok(ok(state
-        .accounts
-        .login(&body.mobile, body.password, body.device, &meta)
-        .await?))
+    let outcome = state.accounts.login(&body.mobile, body.password, body.device, &meta).await;
+    crate::observe::login(match &outcome {
+        Ok(_) => "ok",
+        Err(e) => e.code(),
+    });
+    Ok(ok(outcome?))
 }
 
 pub async fn refresh(

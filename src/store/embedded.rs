@@ -11,10 +11,15 @@ use sqlx::{Connection, Row, SqliteConnection, SqlitePool};
 
 use super::sqlite_pool::{sqlite_options, sqlite_pool};
 use super::{
-    classify, Count, CreateOutcome, Found, RateStore, RefreshState, Session, SessionCheck, SessionId, SessionPolicy,
+    Count, CreateOutcome, Found, RateStore, RefreshState, Session, SessionCheck, SessionId, SessionPolicy,
     SessionStore, StoreError, StoreStats,
 };
 use crate::config::Overflow;
+
+/// A failure of the embedded session and rate store, counted as this store's (`passport_store_errors_total`).
+fn classify(e: sqlx::Error) -> StoreError {
+    super::counted("embedded", super::classify(e))
+}
 
 /// A session that lost its slot: it answers `session_replaced` until `expires_at`.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -178,7 +183,7 @@ impl EmbeddedSessions {
     async fn writer(&self) -> Result<tokio::sync::MappedMutexGuard<'_, SqliteConnection>, StoreError> {
         let slot = tokio::time::timeout(WRITE_WAIT, self.writer.lock())
             .await
-            .map_err(|_| StoreError::Unavailable("session store busy".into()))?;
+            .map_err(|_| super::counted("embedded", StoreError::Unavailable("session store busy".into())))?;
         let mut conn = tokio::sync::MutexGuard::try_map(slot, Option::as_mut)
             .map_err(|_| StoreError::Unavailable("session store closed".into()))?;
         if conn.is_in_transaction() {

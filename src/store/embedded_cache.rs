@@ -276,6 +276,10 @@ impl Drop for CachedSessions {
 
 #[async_trait]
 impl SessionStore for CachedSessions {
+    fn live_sessions(&self) -> Option<usize> {
+        Some(self.len())
+    }
+
     async fn create(&self, session: &Session, policy: &SessionPolicy, now: i64) -> Result<CreateOutcome, StoreError> {
         self.ensure_open()?;
         let mut at = self.shared.sync.lock().await;

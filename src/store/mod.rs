@@ -241,6 +241,10 @@ pub trait SessionStore: Send + Sync {
     async fn ping(&self) -> Result<(), StoreError>;
     /// Releases connections and background work; every later call answers `Unavailable`.
     async fn close(&self);
+    /// How many sessions the store holds, when it can tell without a round trip.
+    fn live_sessions(&self) -> Option<usize> {
+        None
+    }
 }
 
 /// A rate-limit counter as it stands.
@@ -317,6 +321,15 @@ fn stream_record(
         key_digest,
         created_at,
     })
+}
+
+/// Counts a store's failure in the metrics; a conflict (a taken mobile or name) is
+/// an answer, not a failure.
+pub(crate) fn counted(store: &'static str, e: StoreError) -> StoreError {
+    if !matches!(e, StoreError::Conflict) {
+        crate::observe::store_error(store);
+    }
+    e
 }
 
 /// Classifies a sqlx error: reachability problems fail closed as `Unavailable`.

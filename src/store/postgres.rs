@@ -8,9 +8,14 @@ use sqlx::postgres::{PgPool, PgPoolOptions, PgRow};
 use sqlx::Row;
 
 use super::{
-    classify, roles_json, stream_record, StoreError, StoreStats, StreamAccess, StreamRecord, StreamStore, UserRecord,
+    roles_json, stream_record, StoreError, StoreStats, StreamAccess, StreamRecord, StreamStore, UserRecord,
     UserStore,
 };
+
+/// A failure of the user store on PostgreSQL, counted as this store's (`passport_store_errors_total`).
+fn classify(e: sqlx::Error) -> StoreError {
+    super::counted("postgres", super::classify(e))
+}
 
 pub struct PgUsers {
     pool: PgPool,

@@ -109,11 +109,11 @@ fn cluster_nodes(url: &str) -> Option<Vec<String>> {
 }
 
 fn classify(e: RedisError) -> StoreError {
-    match e.kind() {
+    super::counted("redis", match e.kind() {
         // The server answered, but not as the scripts expect: a bug, not an outage.
         ErrorKind::TypeError | ErrorKind::ResponseError | ErrorKind::ExtensionError => StoreError::Other(e.into()),
         _ => StoreError::Unavailable(e.to_string()),
-    }
+    })
 }
 
 fn script(cell: &'static OnceLock<Script>, source: &str) -> &'static Script {
@@ -345,7 +345,10 @@ impl RedisSessions {
         self.ensure_open()?;
         match tokio::time::timeout(COMMAND_TIMEOUT * 2, request).await {
             Ok(result) => result.map_err(classify),
-            Err(_) => Err(StoreError::Unavailable("redis command timed out".into())),
+            Err(_) => Err(super::counted(
+                "redis",
+                StoreError::Unavailable("redis command timed out".into()),
+            )),
         }
     }
 }

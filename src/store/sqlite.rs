@@ -7,9 +7,14 @@ use sqlx::{Row, SqlitePool};
 
 use super::sqlite_pool::{sqlite_options, sqlite_pool};
 use super::{
-    classify, roles_json, stream_record, StoreError, StoreStats, StreamAccess, StreamRecord, StreamStore, UserRecord,
+    roles_json, stream_record, StoreError, StoreStats, StreamAccess, StreamRecord, StreamStore, UserRecord,
     UserStore,
 };
+
+/// A failure of the user store on SQLite, counted as this store's (`passport_store_errors_total`).
+fn classify(e: sqlx::Error) -> StoreError {
+    super::counted("sqlite", super::classify(e))
+}
 
 pub struct SqliteUsers {
     pool: SqlitePool,

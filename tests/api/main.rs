@@ -11,10 +11,12 @@ mod identify_cost;
 mod keyring;
 mod legacy;
 mod live;
+mod operations;
 mod refresh;
 #[cfg(target_os = "linux")] // reads /proc
 mod scheduling;
 mod sessions;
+mod slow_clients;
 mod streams;
 #[path = "../support/mod.rs"]
 mod support;

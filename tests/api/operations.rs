@@ -1,0 +1,99 @@
+//! What an operator reads (SPEC §13): `/metrics` in the Prometheus text format,
+//! allowed only from `metrics_allow`.
+
+use prometheus_parse::{Sample, Scrape, Value as Metric};
+
+use crate::helpers::*;
+
+async fn scrape(app: &TestApp) -> Scrape {
+    let r = app.client.get(app.url("/metrics")).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    let content_type = r.headers()["content-type"].to_str().unwrap().to_owned();
+    assert!(content_type.starts_with("text/plain; version=0.0.4"), "{content_type}");
+    let text = r.text().await.unwrap();
+    let lines = text.lines().map(|l| Ok(l.to_owned()));
+    Scrape::parse(lines).unwrap_or_else(|e| panic!("not the Prometheus text format: {e}\n{text}"))
+}
+
+fn counter(scrape: &Scrape, name: &str, labels: &[(&str, &str)]) -> f64 {
+    find(scrape, name, labels)
+        .map(|s| match s.value {
+            Metric::Counter(v) | Metric::Untyped(v) => v,
+            ref other => panic!("{name} is not a counter: {other:?}"),
+        })
+        .unwrap_or(0.0)
+}
+
+fn find<'a>(scrape: &'a Scrape, name: &str, labels: &[(&str, &str)]) -> Option<&'a Sample> {
+    scrape
+        .samples
+        .iter()
+        .find(|s| s.metric == name && labels.iter().all(|(k, v)| s.labels.get(k) == Some(*v)))
+}
+
+#[tokio::test]
+async fn metrics_count_logins_requests_identify_and_hooks() {
+    let app = spawn_app().await;
+    // The recorder is the process's: other tests of this binary count into it too,
+    // so what this test did is read as a difference.
+    let before = scrape(&app).await;
+    let logins_ok = counter(&before, "passport_logins_total", &[("outcome", "ok")]);
+    let logins_bad = counter(&before, "passport_logins_total", &[("outcome", "invalid_credentials")]);
+
+    let token = app.token_of("+8613800000001").await;
+    assert_eq!(app.login_raw("+8613800000001", "not the password").await.status(), 401);
+    assert_eq!(app.me(&token).await.status(), 200);
+    assert_eq!(app.me("not-a-token").await.status(), 401);
+    let hook = app
+        .client
+        .post(app.url("/hooks/nginx-rtmp"))
+        .form(&[("call", "publish"), ("name", "nobody-streams-here"), ("key", "sk_wrong")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(hook.status(), 403);
+
+    let after = scrape(&app).await;
+    assert!(counter(&after, "passport_logins_total", &[("outcome", "ok")]) >= logins_ok + 1.0);
+    assert!(counter(&after, "passport_logins_total", &[("outcome", "invalid_credentials")]) >= logins_bad + 1.0);
+    assert!(counter(&after, "passport_identify_total", &[("outcome", "ok")]) >= 1.0);
+    assert!(counter(&after, "passport_identify_total", &[("outcome", "invalid_token")]) >= 1.0);
+    let denied = [("server", "nginx-rtmp"), ("call", "publish"), ("outcome", "invalid_stream_key")];
+    assert!(counter(&after, "passport_hook_decisions_total", &denied) >= 1.0);
+
+    // The request histogram: by route pattern, method and status, with buckets.
+    let login = [("route", "/passport/login"), ("method", "POST"), ("status", "200")];
+    let sample = find(&after, "passport_http_request_duration_seconds", &login)
+        .expect("the request histogram has the login route");
+    match &sample.value {
+        Metric::Histogram(buckets) => {
+            assert!(buckets.len() > 5, "{buckets:?}");
+            let all = buckets.iter().map(|b| b.count).fold(0.0, f64::max);
+            assert!(all >= 1.0, "{buckets:?}");
+        }
+        other => panic!("not a histogram: {other:?}"),
+    }
+    let count = find(&after, "passport_http_request_duration_seconds_count", &login);
+    assert!(count.is_some(), "no _count series for the login route");
+    // The hash pool: how long a hash took, how many are running or waiting.
+    assert!(after.samples.iter().any(|s| s.metric.starts_with("passport_password_hash_duration_seconds")));
+    assert!(find(&after, "passport_password_hash_queue", &[]).is_some());
+    // The embedded store knows its session count.
+    assert!(find(&after, "passport_sessions_live", &[]).is_some());
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn metrics_are_only_for_allowed_addresses() {
+    let app = spawn_app_with(&[("metrics_allow", "10.0.0.0/8")]).await;
+    let r = app.client.get(app.url("/metrics")).send().await.unwrap();
+    assert_eq!(r.status(), 403);
+    let body: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(body["error"], "forbidden");
+    app.stop().await;
+
+    // None: no metrics at all.
+    let app = spawn_app_with(&[("metrics_allow", "none")]).await;
+    assert_eq!(app.client.get(app.url("/metrics")).send().await.unwrap().status(), 404);
+    app.stop().await;
+}
