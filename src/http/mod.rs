@@ -8,6 +8,7 @@ pub mod health;
 pub mod hooks;
 pub mod metrics;
 pub mod passport;
+pub mod request_id;
 pub mod response;
 pub mod streams;
 
@@ -15,7 +16,10 @@ use axum::extract::DefaultBodyLimit;
 use axum::routing::{any, delete, get, patch, post};
 use axum::Router;
 use tower_http::catch_panic::CatchPanicLayer;
+use axum::http::HeaderName;
+use tower_http::request_id::{PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::trace::TraceLayer;
+use tower::util::MapRequestLayer;
 
 use crate::state::AppState;
 
@@ -55,9 +59,17 @@ pub fn router(state: AppState) -> Router {
         // Outside the panic catcher, so that a panic is counted as the 500 it becomes.
         .layer(axum::middleware::from_fn(metrics::record))
         .layer(axum::middleware::from_fn_with_state(state.clone(), context::middleware))
-        // The path only: a query may carry a hook secret or a ticket.
+        .layer(PropagateRequestIdLayer::new(HeaderName::from_static(request_id::HEADER)))
+        // Every log line of a request carries its span: the id, the method and the
+        // path (the path only: a query may carry a hook secret or a ticket).
         .layer(TraceLayer::new_for_http().make_span_with(|req: &axum::extract::Request| {
-            tracing::debug_span!("request", method = %req.method(), path = %req.uri().path())
+            let id = request_id::of(req);
+            tracing::info_span!("request", request_id = %id, method = %req.method(), path = %req.uri().path())
         }))
+        .layer(SetRequestIdLayer::new(
+            HeaderName::from_static(request_id::HEADER),
+            request_id::NextRequestId,
+        ))
+        .layer(MapRequestLayer::new(request_id::sanitize::<axum::body::Body>))
         .with_state(state)
 }

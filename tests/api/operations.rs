@@ -97,3 +97,54 @@ async fn metrics_are_only_for_allowed_addresses() {
     assert_eq!(app.client.get(app.url("/metrics")).send().await.unwrap().status(), 404);
     app.stop().await;
 }
+
+#[tokio::test]
+async fn json_logs_are_one_object_per_line_with_the_request_id() {
+    let tmp = tempfile::tempdir().unwrap();
+    let log = tmp.path().join("passport.log");
+    let settings = settings(tmp.path(), &[("log_format", "json")]);
+    let server = crate::support::PassportProcess::start_logging(passport_bin(), &settings, "debug", Some(&log));
+    let client = reqwest::Client::builder().no_proxy().build().unwrap();
+    // A request with an id of its own (as a proxy in front sets it), and one without.
+    let given = client
+        .get(server.url("/passport/me"))
+        .header("X-Request-Id", "proxy-id-1234")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(given.headers()["x-request-id"], "proxy-id-1234");
+    let made = client.get(server.url("/healthz")).send().await.unwrap();
+    let made_id = made.headers()["x-request-id"].to_str().unwrap().to_owned();
+    assert_ne!(made_id, "proxy-id-1234");
+    let too_long = "x".repeat(200);
+    let replaced = client
+        .get(server.url("/healthz"))
+        .header("X-Request-Id", &too_long)
+        .send()
+        .await
+        .unwrap();
+    assert_ne!(replaced.headers()["x-request-id"], too_long.as_str());
+    drop(server);
+
+    // The log is copied from the process's stderr by a thread of the test: wait
+    // for the last request's lines to land.
+    let mut text = String::new();
+    for _ in 0..50 {
+        text = std::fs::read_to_string(&log).unwrap();
+        if text.contains(&made_id) && text.ends_with('\n') {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let mut ids = Vec::new();
+    for line in text.lines() {
+        let value: serde_json::Value =
+            serde_json::from_str(line).unwrap_or_else(|e| panic!("not one JSON object: {e}: {line}"));
+        assert!(value["timestamp"].is_string() && value["level"].is_string(), "{line}");
+        if let Some(id) = value["span"]["request_id"].as_str() {
+            ids.push(id.to_owned());
+        }
+    }
+    assert!(ids.iter().any(|id| id == "proxy-id-1234"), "{text}");
+    assert!(ids.iter().any(|id| *id == made_id), "{text}");
+}

@@ -564,9 +564,8 @@ impl PassportProcess {
                 panic!("passport exited before listening");
             }
             kept.write_all(line.as_bytes()).unwrap();
-            let clean = strip_ansi(&line);
-            if let Some(rest) = clean.split("addr=").nth(1) {
-                break rest.split_whitespace().next().unwrap().to_owned();
+            if let Some(addr) = listening_addr(&strip_ansi(&line)) {
+                break addr;
             }
         };
         // Keep draining its log so it never blocks on a full pipe.
@@ -598,6 +597,15 @@ impl Drop for PassportProcess {
             let _ = c.wait();
         }
     }
+}
+
+/// The address of a "passport listening" log line, in the text or the JSON format.
+fn listening_addr(line: &str) -> Option<String> {
+    if let Ok(json) = serde_json::from_str::<serde_json::Value>(line) {
+        return json["fields"]["addr"].as_str().map(str::to_owned);
+    }
+    let rest = line.split("addr=").nth(1)?;
+    rest.split_whitespace().next().map(str::to_owned)
 }
 
 pub fn strip_ansi(s: &str) -> String {
