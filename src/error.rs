@@ -168,6 +168,42 @@ impl ApiError {
         }
     }
 
+    /// One error of each kind, for the list of codes the API document gives. The
+    /// match in the test below has no wildcard: a new kind does not compile until
+    /// it is listed there, and the test fails until it is listed here.
+    pub fn one_of_each() -> Vec<ApiError> {
+        use ApiError::*;
+        vec![
+            InvalidParams(BadInput::WrongShape),
+            WeakPassword(PasswordProblem::TooLong),
+            MissingCredentials,
+            MalformedCredentials,
+            InvalidToken,
+            TokenExpired,
+            SessionRevoked,
+            SessionReplaced,
+            InvalidCredentials,
+            InvalidRefreshToken,
+            RefreshTokenReused,
+            AccountDisabled,
+            WrongPassword,
+            SessionLimitReached,
+            NotFound,
+            MethodNotAllowed,
+            MobileTaken,
+            StreamTaken,
+            Forbidden,
+            InvalidTicket,
+            InvalidStreamKey,
+            PayloadTooLarge,
+            UnsupportedMediaType,
+            Internal(anyhow::anyhow!("example")),
+            StoreUnavailable(String::new()),
+            Busy,
+            RateLimited(1),
+        ]
+    }
+
     /// True for the failures RFC 6750 §3.1 calls `invalid_token`.
     pub fn is_token_failure(&self) -> bool {
         matches!(
@@ -265,5 +301,53 @@ impl ApiError {
             ApiError::RateLimited(secs) => Some((*secs).max(1)),
             _ => None,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_of_each_lists_every_kind() {
+        let listed: Vec<&str> = ApiError::one_of_each().iter().map(|e| e.code()).collect();
+        // No wildcard: a new kind stops this from compiling until it is added here
+        // and to `one_of_each`.
+        let kind = |e: &ApiError| -> usize {
+            use ApiError::*;
+            match e {
+                InvalidParams(_) => 0,
+                WeakPassword(_) => 1,
+                MissingCredentials => 2,
+                MalformedCredentials => 3,
+                InvalidToken => 4,
+                TokenExpired => 5,
+                SessionRevoked => 6,
+                SessionReplaced => 7,
+                InvalidCredentials => 8,
+                InvalidRefreshToken => 9,
+                RefreshTokenReused => 10,
+                AccountDisabled => 11,
+                WrongPassword => 12,
+                SessionLimitReached => 13,
+                NotFound => 14,
+                MethodNotAllowed => 15,
+                MobileTaken => 16,
+                StreamTaken => 17,
+                Forbidden => 18,
+                InvalidTicket => 19,
+                InvalidStreamKey => 20,
+                PayloadTooLarge => 21,
+                UnsupportedMediaType => 22,
+                Internal(_) => 23,
+                StoreUnavailable(_) => 24,
+                Busy => 25,
+                RateLimited(_) => 26,
+            }
+        };
+        let kinds: std::collections::BTreeSet<usize> = ApiError::one_of_each().iter().map(kind).collect();
+        assert_eq!(kinds.len(), 27, "a kind is missing from one_of_each: {listed:?}");
+        let codes: std::collections::BTreeSet<&str> = listed.iter().copied().collect();
+        assert_eq!(codes.len(), listed.len(), "two kinds share a code");
     }
 }

@@ -25,7 +25,7 @@ pub const FRESH_FOR: Duration = Duration::from_secs(1);
 const CAPACITY: u64 = 100_000;
 
 /// The `data` of `GET /passport/me`.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
 pub struct Profile {
     pub user_id: i64,
     pub mobile: String,

@@ -114,7 +114,7 @@ impl RefreshToken {
     }
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct Refreshed {
     pub token: String,
     pub refresh_token: String,

@@ -138,7 +138,7 @@ impl Sessions {
     }
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct SessionView {
     pub session_id: String,
     pub device: Option<String>,

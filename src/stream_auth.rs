@@ -78,7 +78,7 @@ pub enum KeyAsName {
 }
 
 /// A play ticket as the API hands it out.
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct IssuedTicket {
     pub ticket: String,
     pub expires_in: i64,

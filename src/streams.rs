@@ -74,9 +74,11 @@ fn digest(key: &str, digest_key: &[u8; 32]) -> [u8; 32] {
 }
 
 /// A stream as its owner sees it.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct StreamView {
     pub name: String,
+    /// `login` or `public`.
+    #[schema(value_type = String)]
     pub access: &'static str,
     pub created_at: String,
 }
@@ -92,9 +94,11 @@ impl From<&StreamRecord> for StreamView {
 }
 
 /// A new stream, with the one sight of its key.
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct CreatedStream {
     pub name: String,
+    /// `login` or `public`.
+    #[schema(value_type = String)]
     pub access: &'static str,
     pub key: String,
 }

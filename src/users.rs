@@ -59,7 +59,7 @@ impl AccountRules {
     }
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct LoginOk {
     pub token: String,
     pub user_id: i64,

@@ -7,10 +7,12 @@ use axum::extract::{FromRequestParts, Request, State};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use serde_json::json;
+use serde::Serialize;
+use utoipa::{IntoParams, ToSchema};
 
 use super::extract::{request_meta, AuthUser};
 use super::hooks::FirstValues;
+use super::openapi::{Failure, Success};
 use super::response::Envelope;
 use crate::error::ApiError;
 use crate::identify::Identity;
@@ -35,6 +37,15 @@ fn ticket_of(uri: &str) -> Option<String> {
 
 /// `/auth/verify`: its own query (`?stream=`, `?role=`) is the operator's, written
 /// into the proxy's configuration.
+#[utoipa::path(
+    method(get, head, post, put, patch, delete, options), path = "/auth/verify", tag = "forward auth",
+    params(VerifyQuery),
+    security((), ("jwt" = []), ("bearer" = [])),
+    responses(
+        (status = 200, description = "Pass: who the caller is, in the body and in X-User-Id, X-Session-Id and X-User-Roles", body = Success<Verified>),
+        (status = 403, description = "Do not pass: `forbidden` (a role the caller lacks) or `invalid_ticket`", body = Failure),
+    )
+)]
 pub async fn verify(State(state): State<AppState>, req: Request) -> Response {
     let (mut parts, _) = req.into_parts();
     let own = FirstValues::parse(parts.uri.query().unwrap_or("").as_bytes());
@@ -43,6 +54,14 @@ pub async fn verify(State(state): State<AppState>, req: Request) -> Response {
 
 /// `/auth/verify/<original path>` (Envoy): the query is the client's, carried along
 /// with the path, so it is not read: tokens only.
+#[utoipa::path(
+    method(get, head, post, put, patch, delete, options), path = "/auth/verify/{rest}", tag = "forward auth",
+    params(("rest" = String, Path, description = "The original request's path (Envoy's `path_prefix`), not read")),
+    security(("jwt" = []), ("bearer" = [])),
+    responses(
+        (status = 200, description = "Pass: who the caller is, in the body and in X-User-Id, X-Session-Id and X-User-Roles", body = Success<Verified>),
+    )
+)]
 pub async fn verify_with_path(State(state): State<AppState>, req: Request) -> Response {
     let (mut parts, _) = req.into_parts();
     let none = FirstValues::parse(b"");
@@ -82,19 +101,44 @@ async fn decide(state: &AppState, parts: &mut Parts, own: &FirstValues) -> Resul
             Some(who) => answer(state, &who, own.get("role")).await,
             // A role asked of a caller with no token cannot be had.
             None if own.get("role").is_some() => Err(ApiError::Forbidden),
-            None => Ok(Envelope(StatusCode::OK, json!({ "stream": stream })).into_response()),
+            None => Ok(Envelope(StatusCode::OK, PublicStream { stream: stream.to_owned() }).into_response()),
         };
     }
     let who = caller.ok_or(ApiError::MissingCredentials)?;
     answer(state, &who, own.get("role")).await
 }
 
-/// The `data` of a 200.
-#[derive(serde::Serialize)]
-struct Answer<'a> {
+/// The `data` of a 200: who the caller is (also in `X-User-Id`, `X-Session-Id` and
+/// `X-User-Roles`), or the stream a caller without a token may play.
+#[derive(Serialize, ToSchema)]
+#[serde(untagged)]
+pub enum Verified {
+    Caller(Caller),
+    Stream(PublicStream),
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct Caller {
     user_id: i64,
-    session_id: &'a str,
-    roles: &'a [String],
+    session_id: String,
+    roles: Vec<String>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct PublicStream {
+    stream: String,
+}
+
+/// The query of `/auth/verify`, written into the proxy's configuration.
+#[derive(IntoParams)]
+#[into_params(parameter_in = Query)]
+#[allow(dead_code)] // documents the query; `FirstValues` reads it
+pub struct VerifyQuery {
+    /// Ask the play decision for this stream: a public stream passes anyone, a
+    /// `login` one needs a token or the ticket in the original URI's query.
+    stream: Option<String>,
+    /// Pass only a caller with this role.
+    role: Option<String>,
 }
 
 fn internal(e: axum::http::header::InvalidHeaderValue) -> ApiError {
@@ -112,13 +156,6 @@ async fn answer(state: &AppState, who: &Identity, role: Option<&str>) -> Result<
         }
     }
     let session_id = who.session_id.encode();
-    let data = Answer {
-        user_id: who.user_id,
-        session_id: &session_id,
-        roles: &roles,
-    };
-    let mut resp = Envelope(StatusCode::OK, data).into_response();
-    let headers = resp.headers_mut();
     // Role names and session ids are header-safe by their rules.
     let values = [
         ("x-user-id", HeaderValue::from(who.user_id)),
@@ -128,6 +165,13 @@ async fn answer(state: &AppState, who: &Identity, role: Option<&str>) -> Result<
             HeaderValue::from_str(&roles.join(",")).map_err(internal)?,
         ),
     ];
+    let data = Caller {
+        user_id: who.user_id,
+        session_id,
+        roles: roles.to_vec(),
+    };
+    let mut resp = Envelope(StatusCode::OK, data).into_response();
+    let headers = resp.headers_mut();
     for (name, value) in values {
         headers.insert(HeaderName::from_static(name), value);
     }

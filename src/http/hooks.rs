@@ -10,12 +10,13 @@ use axum::extract::{ConnectInfo, FromRequestParts, State};
 use axum::http::request::Parts;
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
-use serde::Deserialize;
-use serde_json::json;
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
 use super::extract::{request_meta, Json};
+use super::openapi::{Failure, Null, Success};
 use super::response::ok;
 use crate::audit::RequestMeta;
 use crate::error::ApiError;
@@ -85,8 +86,45 @@ fn with_client(mut meta: RequestMeta, addr: Option<&str>) -> RequestMeta {
     meta
 }
 
+/// What every hook URL may carry in its query.
+#[derive(IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct HookQuery {
+    /// `PASSPORT_HOOK_SECRET`, when one is set.
+    pub secret: Option<String>,
+}
+
+/// The fields of nginx-rtmp's `on_publish` / `on_play` / `on_update` /
+/// `on_*_done` form that Passport reads (it sends more; they are ignored).
+#[derive(ToSchema)]
+#[allow(dead_code)] // documents the form; `FirstValues` reads it
+pub struct NginxRtmpForm {
+    #[schema(pattern = "^(publish|update_publish|play|update_play|publish_done|play_done|done)$")]
+    call: String,
+    /// The stream's name, or (publish) its key given as the name.
+    name: Option<String>,
+    /// The stream key (`?key=` of the publisher's URL).
+    key: Option<String>,
+    /// A play ticket (`?ticket=` of the player's URL).
+    ticket: Option<String>,
+    /// The client's address.
+    addr: Option<String>,
+}
+
 /// nginx-rtmp: 2xx allows, 3xx with `Location` renames the stream, anything else
 /// drops the client.
+#[utoipa::path(
+    post, path = "/hooks/nginx-rtmp", tag = "media servers",
+    params(HookQuery),
+    request_body(content = NginxRtmpForm, content_type = "application/x-www-form-urlencoded"),
+    responses(
+        (status = 200, description = "Allowed", body = Success<Null>),
+        (status = 302, description = "Allowed: a key given as the name publishes under the stream's name",
+            headers(("Location" = String, description = "The stream's name"))),
+        (status = 400, description = "`invalid_params`: an unknown `call`", body = Failure),
+        (status = 403, description = "Denied: `invalid_stream_key`, `invalid_ticket` or `forbidden` (an address not allowed, a wrong hook secret)", body = Failure),
+    )
+)]
 pub async fn nginx_rtmp(State(state): State<AppState>, HookCaller(meta): HookCaller, body: Bytes) -> Response {
     let args = FirstValues::parse(&body);
     let meta = with_client(meta, args.get("addr"));
@@ -124,9 +162,9 @@ pub async fn nginx_rtmp(State(state): State<AppState>, HookCaller(meta): HookCal
     }
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 pub struct SrsHook {
-    #[serde(default)]
+    #[schema(pattern = "^(on_publish|on_play|on_unpublish|on_stop)$")]
     action: String,
     #[serde(default)]
     stream: String,
@@ -137,10 +175,30 @@ pub struct SrsHook {
     ip: Option<String>,
 }
 
+/// SRS's word for "allowed".
+#[derive(Serialize, ToSchema)]
+pub struct SrsAllowed {
+    /// 0: allowed.
+    #[schema(example = 0)]
+    code: u8,
+    #[schema(example = "ok")]
+    msg: &'static str,
+}
+
 /// SRS: allowed only by HTTP 200 with a body whose `code` is 0; anything else
 /// denies (its rule, an exception to the envelope).
+#[utoipa::path(
+    post, path = "/hooks/srs", tag = "media servers",
+    params(HookQuery),
+    request_body = SrsHook,
+    responses(
+        (status = 200, description = "Allowed (`code` 0)", body = SrsAllowed),
+        (status = 400, description = "`invalid_params`: an unknown `action`", body = Failure),
+        (status = 403, description = "Denied: `invalid_stream_key`, `invalid_ticket` or `forbidden`", body = Failure),
+    )
+)]
 pub async fn srs(State(state): State<AppState>, HookCaller(meta): HookCaller, Json(hook): Json<SrsHook>) -> Response {
-    let allow = || (StatusCode::OK, axum::Json(json!({ "code": 0, "msg": "ok" }))).into_response();
+    let allow = || (StatusCode::OK, axum::Json(SrsAllowed { code: 0, msg: "ok" })).into_response();
     let args = FirstValues::parse(hook.param.trim_start_matches('?').as_bytes());
     let meta = with_client(meta, hook.ip.as_deref());
     let auth = &state.stream_auth;
@@ -167,9 +225,9 @@ pub async fn srs(State(state): State<AppState>, HookCaller(meta): HookCaller, Js
     }
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 pub struct MediaMtxHook {
-    #[serde(default)]
+    #[schema(pattern = "^(publish|read|playback)$")]
     action: String,
     #[serde(default)]
     path: String,
@@ -187,6 +245,16 @@ pub struct MediaMtxHook {
 
 /// MediaMTX: any 2xx allows. A request with no credential at all gets 401, so that
 /// RTSP and HLS clients ask their user for one; other refusals are 403.
+#[utoipa::path(
+    post, path = "/hooks/mediamtx", tag = "media servers",
+    params(HookQuery),
+    request_body = MediaMtxHook,
+    responses(
+        (status = 200, description = "Allowed", body = Success<Null>),
+        (status = 401, description = "`missing_credentials`: no key, ticket, password or token at all", body = Failure),
+        (status = 403, description = "Denied: `invalid_stream_key`, `invalid_ticket` or `forbidden`", body = Failure),
+    )
+)]
 pub async fn mediamtx(
     State(state): State<AppState>,
     HookCaller(meta): HookCaller,

@@ -7,14 +7,18 @@ pub mod forward_auth;
 pub mod health;
 pub mod hooks;
 pub mod metrics;
+pub mod openapi;
 pub mod passport;
 pub mod request_id;
 pub mod response;
 pub mod streams;
 
 use axum::extract::DefaultBodyLimit;
-use axum::routing::{any, delete, get, patch, post};
+use axum::routing::get;
 use axum::Router;
+use utoipa::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 use tower_http::catch_panic::CatchPanicLayer;
 use axum::http::HeaderName;
 use tower_http::request_id::{PropagateRequestIdLayer, SetRequestIdLayer};
@@ -27,31 +31,46 @@ use crate::state::AppState;
 pub const BODY_LIMIT: usize = 16 * 1024;
 
 pub fn router(state: AppState) -> Router {
-    Router::new()
-        .route("/passport/register", post(passport::register))
-        .route("/passport/login", post(passport::login))
-        .route("/passport/refresh", post(passport::refresh))
-        .route("/passport/logout", post(passport::logout))
-        .route("/passport/logout_all", post(passport::logout_all))
-        .route("/passport/me", get(passport::me))
-        .route("/passport/sessions", get(passport::list_sessions))
-        .route("/passport/sessions/{session_id}", delete(passport::delete_session))
-        .route("/passport/password", post(passport::change_password))
-        .route("/passport/streams", post(streams::create).get(streams::list))
+    // Every JSON endpoint goes through `routes!`: its `#[utoipa::path]` gives both
+    // the route and its part of the document.
+    let (api, mut doc) = OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
+        .routes(routes!(passport::register))
+        .routes(routes!(passport::login))
+        .routes(routes!(passport::refresh))
+        .routes(routes!(passport::logout))
+        .routes(routes!(passport::logout_all))
+        .routes(routes!(passport::me))
+        .routes(routes!(passport::list_sessions))
+        .routes(routes!(passport::delete_session))
+        .routes(routes!(passport::change_password))
+        .routes(routes!(streams::create, streams::list))
+        .routes(routes!(streams::set_access, streams::delete))
+        .routes(routes!(streams::rotate_key))
+        .routes(routes!(streams::ticket))
+        .routes(routes!(hooks::nginx_rtmp))
+        .routes(routes!(hooks::srs))
+        .routes(routes!(hooks::mediamtx))
+        .routes(routes!(forward_auth::verify))
+        .routes(routes!(health::healthz))
+        .routes(routes!(health::readyz))
+        .split_for_parts();
+    openapi::finish(&mut doc);
+    let doc = openapi::served(&doc);
+    api
+        // A path of any depth, which a route of `routes!` cannot be: described in
+        // `ApiDoc` under `/auth/verify/{rest}`.
         .route(
-            "/passport/streams/{name}",
-            patch(streams::set_access).delete(streams::delete),
+            "/auth/verify/{*rest}",
+            get(forward_auth::verify_with_path)
+                .head(forward_auth::verify_with_path)
+                .post(forward_auth::verify_with_path)
+                .put(forward_auth::verify_with_path)
+                .patch(forward_auth::verify_with_path)
+                .delete(forward_auth::verify_with_path)
+                .options(forward_auth::verify_with_path),
         )
-        .route("/passport/streams/{name}/key", post(streams::rotate_key))
-        .route("/passport/streams/{name}/ticket", post(streams::ticket))
-        .route("/hooks/nginx-rtmp", post(hooks::nginx_rtmp))
-        .route("/hooks/srs", post(hooks::srs))
-        .route("/hooks/mediamtx", post(hooks::mediamtx))
-        .route("/auth/verify", any(forward_auth::verify))
-        .route("/auth/verify/{*rest}", any(forward_auth::verify_with_path))
-        .route("/healthz", get(health::healthz))
-        .route("/readyz", get(health::readyz))
         .route("/metrics", get(metrics::metrics))
+        .route("/openapi.json", get(move || std::future::ready(doc.clone())))
         .fallback(passport::not_found)
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         // A panic becomes a bare 500, which the context layer turns into the envelope.

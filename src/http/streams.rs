@@ -3,10 +3,11 @@
 
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use serde::Deserialize;
-use serde_json::json;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
 use super::extract::{AuthUser, ClientMeta, Json};
+use super::openapi::{Failure, Null, Success};
 use super::response::{ok, Envelope};
 use crate::error::ApiError;
 use crate::state::AppState;
@@ -15,18 +16,45 @@ use crate::streams::{Actor, CreatedStream, StreamView};
 
 type Answer<T> = Result<Envelope<T>, ApiError>;
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 pub struct NewStream {
+    /// Unique on the platform.
+    #[schema(example = "my-show", pattern = "^[a-z0-9][a-z0-9_-]{0,63}$")]
     name: String,
+    /// `login` (the default: players need a play ticket) or `public`.
     #[serde(default)]
+    #[schema(example = "login", pattern = "^(login|public)$")]
     access: Option<String>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 pub struct AccessBody {
+    #[schema(example = "public", pattern = "^(login|public)$")]
     access: String,
 }
 
+#[derive(Serialize, ToSchema)]
+pub struct StreamList {
+    pub streams: Vec<StreamView>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct NewKey {
+    /// The stream's new key, shown only here; the old one stops working at once.
+    pub key: String,
+}
+
+#[utoipa::path(
+    post, path = "/passport/streams", tag = "streams",
+    request_body = NewStream,
+    security(("jwt" = []), ("bearer" = [])),
+    responses(
+        (status = 201, description = "Created; its key is shown only here", body = Success<CreatedStream>),
+        (status = 400, description = "`invalid_params`: a bad name or access", body = Failure),
+        (status = 403, description = "`forbidden`: the caller does not have the streamer role", body = Failure),
+        (status = 409, description = "`stream_taken`", body = Failure),
+    )
+)]
 pub async fn create(
     State(state): State<AppState>,
     AuthUser(who): AuthUser,
@@ -38,11 +66,28 @@ pub async fn create(
     Ok(Envelope(StatusCode::CREATED, created))
 }
 
-pub async fn list(State(state): State<AppState>, AuthUser(who): AuthUser) -> Answer<serde_json::Value> {
+#[utoipa::path(
+    get, path = "/passport/streams", tag = "streams",
+    security(("jwt" = []), ("bearer" = [])),
+    responses((status = 200, description = "The caller's own streams", body = Success<StreamList>))
+)]
+pub async fn list(State(state): State<AppState>, AuthUser(who): AuthUser) -> Answer<StreamList> {
     let streams = state.streams.list_own(&who).await?;
-    Ok(ok(json!({ "streams": streams })))
+    Ok(ok(StreamList { streams }))
 }
 
+#[utoipa::path(
+    patch, path = "/passport/streams/{name}", tag = "streams",
+    params(("name" = String, Path, description = "The stream's name")),
+    request_body = AccessBody,
+    security(("jwt" = []), ("bearer" = [])),
+    responses(
+        (status = 200, description = "The stream, with its new access", body = Success<StreamView>),
+        (status = 400, description = "`invalid_params`: access is neither `login` nor `public`", body = Failure),
+        (status = 403, description = "`forbidden`: not the caller's stream", body = Failure),
+        (status = 404, description = "`not_found`: no such stream", body = Failure),
+    )
+)]
 pub async fn set_access(
     State(state): State<AppState>,
     AuthUser(who): AuthUser,
@@ -52,16 +97,35 @@ pub async fn set_access(
     Ok(ok(state.streams.set_access(&who, &name, &body.access).await?))
 }
 
+#[utoipa::path(
+    post, path = "/passport/streams/{name}/key", tag = "streams",
+    params(("name" = String, Path, description = "The stream's name")),
+    security(("jwt" = []), ("bearer" = [])),
+    responses(
+        (status = 200, description = "A new key", body = Success<NewKey>),
+        (status = 403, description = "`forbidden`: not the caller's stream", body = Failure),
+        (status = 404, description = "`not_found`: no such stream", body = Failure),
+    )
+)]
 pub async fn rotate_key(
     State(state): State<AppState>,
     AuthUser(who): AuthUser,
     ClientMeta(meta): ClientMeta,
     Path(name): Path<String>,
-) -> Answer<serde_json::Value> {
+) -> Answer<NewKey> {
     let key = state.streams.rotate(Actor::Owner(&who), &name, &meta).await?;
-    Ok(ok(json!({ "key": key })))
+    Ok(ok(NewKey { key }))
 }
 
+#[utoipa::path(
+    post, path = "/passport/streams/{name}/ticket", tag = "streams",
+    params(("name" = String, Path, description = "The stream's name")),
+    security(("jwt" = []), ("bearer" = [])),
+    responses(
+        (status = 200, description = "A play ticket for this session and stream, for the player's URL", body = Success<IssuedTicket>),
+        (status = 404, description = "`not_found`: no such stream", body = Failure),
+    )
+)]
 pub async fn ticket(
     State(state): State<AppState>,
     AuthUser(who): AuthUser,
@@ -70,6 +134,16 @@ pub async fn ticket(
     Ok(ok(state.stream_auth.ticket(&who, &name).await?))
 }
 
+#[utoipa::path(
+    delete, path = "/passport/streams/{name}", tag = "streams",
+    params(("name" = String, Path, description = "The stream's name")),
+    security(("jwt" = []), ("bearer" = [])),
+    responses(
+        (status = 200, description = "Deleted", body = Success<Null>),
+        (status = 403, description = "`forbidden`: not the caller's stream", body = Failure),
+        (status = 404, description = "`not_found`: no such stream", body = Failure),
+    )
+)]
 pub async fn delete(
     State(state): State<AppState>,
     AuthUser(who): AuthUser,

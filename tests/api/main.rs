@@ -11,6 +11,7 @@ mod identify_cost;
 mod keyring;
 mod legacy;
 mod live;
+mod openapi;
 mod operations;
 mod refresh;
 #[cfg(target_os = "linux")] // reads /proc
