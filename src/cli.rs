@@ -98,6 +98,9 @@ pub enum Command {
     /// Manage live streams.
     #[command(subcommand)]
     Stream(StreamCommand),
+    /// Print a completion script for a shell (bash, zsh, fish, elvish, powershell),
+    /// as in `passport completions bash > /etc/bash_completion.d/passport`.
+    Completions { shell: clap_complete::Shell },
 }
 
 #[derive(Subcommand, Debug)]
@@ -195,12 +198,31 @@ pub async fn run(cli: Cli, config: Config) -> ExitCode {
         Command::User(cmd) => with_state(config, |state| async move { user(&state, cmd).await }).await,
         Command::Session(cmd) => with_state(config, |state| async move { session(&state, cmd).await }).await,
         Command::Stream(cmd) => with_state(config, |state| async move { stream(&state, cmd).await }).await,
+        Command::Completions { shell } => {
+            completions(shell);
+            Ok(())
+        }
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(Refused(why)) => {
             eprintln!("passport: {}", why.replace('\n', " "));
             ExitCode::from(1)
+        }
+    }
+}
+
+/// Writes the completion script for `shell` to stdout. Needs no configuration.
+pub fn completions(shell: clap_complete::Shell) {
+    use clap::CommandFactory;
+    use std::io::Write;
+    let mut cmd = Cli::command();
+    // Into memory first: the generator panics on a closed stdout (`| head`).
+    let mut script = Vec::new();
+    clap_complete::generate(shell, &mut cmd, "passport", &mut script);
+    if let Err(e) = std::io::stdout().lock().write_all(&script) {
+        if e.kind() != std::io::ErrorKind::BrokenPipe {
+            eprintln!("passport: cannot write the completion script: {e}");
         }
     }
 }

@@ -15,6 +15,11 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // A completion script needs no configuration (a bad setting must not stop it).
+    if let Some(cli::Command::Completions { shell }) = cli.command {
+        cli::completions(shell);
+        return ExitCode::SUCCESS;
+    }
     let serving = matches!(cli.command, None | Some(cli::Command::Serve));
     // Diagnostics go to stderr; RUST_LOG overrides. Commands stay quiet by default
     // so their stdout is just their answer.
