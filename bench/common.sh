@@ -93,3 +93,30 @@ storm_in_background() {
   wrk -t1 -c32 -d"$1"s --timeout 10s -s "$WORK/login.lua" "$BASE" >/dev/null &
   STORM_PID=$!
 }
+
+# What recording metrics costs identify: two servers of the same build, one with
+# metrics (the default) and one without (PASSPORT_METRICS_ALLOW=none: no recorder,
+# no timing layer), loaded in turn with GET /passport/me for $1 seconds, $2 rounds,
+# the order swapped every round. Prints table rows (store | measurement | req/s |
+# p50 | p99 | errors) and the on : off ratio of the mean req/s.
+measure_metrics_cost() {
+  local dur=$1 rounds=$2 on off on_token off_token
+  start metrics-on; on=$ADDR; local on_pid=$PID
+  start metrics-off PASSPORT_METRICS_ALLOW=none; off=$ADDR; local off_pid=$PID
+  make_users "http://$on"; make_users "http://$off"
+  on_token=$(probe_token "http://$on"); off_token=$(probe_token "http://$off")
+  local load
+  load() { wrk -t2 -c64 -d"$2"s --latency -H "Authorization: JWT $3" "http://$1/passport/me" | wrk_summary; }
+  load "$on" 2 "$on_token" >/dev/null; load "$off" 2 "$off_token" >/dev/null
+  local sum_on=0 sum_off=0 r line
+  for r in $(seq 1 "$rounds"); do
+    for which in $( [ $((r % 2)) -eq 1 ] && echo "on off" || echo "off on" ); do
+      if [ "$which" = on ]; then line=$(load "$on" "$dur" "$on_token"); else line=$(load "$off" "$dur" "$off_token"); fi
+      read -r RPS P50 P99 ERR <<< "$line"
+      echo "| embedded | GET /passport/me, metrics $which, round $r | $RPS | $P50 | $P99 | $ERR |"
+      if [ "$which" = on ]; then sum_on=$((sum_on + ${RPS%.*})); else sum_off=$((sum_off + ${RPS%.*})); fi
+    done
+  done
+  echo "| embedded | metrics on : off, mean req/s over $rounds rounds | $(awk -v a="$sum_on" -v b="$sum_off" 'BEGIN {printf "%.1f%%", 100*a/b}') | | | |"
+  kill "$on_pid" "$off_pid"; wait "$on_pid" "$off_pid" 2>/dev/null || true
+}

@@ -8,6 +8,7 @@
 #   (c) login throughput and p99 against the cost of one Argon2id hash
 #   (d) RSS idle and with 1,000,000 live embedded sessions, and the restart time
 #   (e) nginx-rtmp's publish and play hooks and /auth/verify against /healthz
+#   (f) GET /passport/me with metrics recorded against the same build without
 # then the criterion micro-benchmarks of token verification. Prints one table.
 # Usage: bench/run.sh [seconds per load run, default 10]
 # Needs: wrk (installed from Debian's packages if missing), redis-server on
@@ -102,6 +103,11 @@ LUA
 }
 echo "bench: live-stream hooks and forward auth" >&2
 measure_streams >> "$WORK/table"
+
+echo "bench: metrics on and off" >&2
+SAVED_PID=$PID SAVED_ADDR=$ADDR
+measure_metrics_cost "$DUR" 3 >> "$WORK/table"
+PID=$SAVED_PID ADDR=$SAVED_ADDR
 
 echo "bench: login throughput" >&2
 # The hash is timed right before and right after the login run (100 hashes each,

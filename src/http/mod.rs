@@ -23,7 +23,7 @@ use tower_http::catch_panic::CatchPanicLayer;
 use axum::http::HeaderName;
 use tower_http::request_id::{PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::trace::TraceLayer;
-use tower::util::MapRequestLayer;
+use tower::util::{option_layer, MapRequestLayer};
 
 use crate::state::AppState;
 
@@ -75,8 +75,9 @@ pub fn router(state: AppState) -> Router {
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         // A panic becomes a bare 500, which the context layer turns into the envelope.
         .layer(CatchPanicLayer::new())
-        // Outside the panic catcher, so that a panic is counted as the 500 it becomes.
-        .layer(axum::middleware::from_fn(metrics::record))
+        // Outside the panic catcher, so that a panic is counted as the 500 it becomes;
+        // not there at all when metrics are off.
+        .layer(option_layer(state.metrics.is_some().then(|| axum::middleware::from_fn(metrics::record))))
         .layer(axum::middleware::from_fn_with_state(state.clone(), context::middleware))
         .layer(PropagateRequestIdLayer::new(HeaderName::from_static(request_id::HEADER)))
         // Every log line of a request carries its span: the id, the method and the
