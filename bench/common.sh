@@ -101,8 +101,10 @@ storm_in_background() {
 # p50 | p99 | errors) and the on : off ratio of the mean req/s.
 measure_metrics_cost() {
   local dur=$1 rounds=$2 on off on_token off_token
-  start metrics-on; on=$ADDR; local on_pid=$PID
+  # The one started first measures a little faster (about 2% with both off): that
+  # is the one without metrics, so the comparison does not flatter them.
   start metrics-off PASSPORT_METRICS_ALLOW=none; off=$ADDR; local off_pid=$PID
+  start metrics-on; on=$ADDR; local on_pid=$PID
   make_users "http://$on"; make_users "http://$off"
   on_token=$(probe_token "http://$on"); off_token=$(probe_token "http://$off")
   local load

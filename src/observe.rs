@@ -6,10 +6,14 @@
 //! it is installed (or when metrics are off: `PASSPORT_METRICS_ALLOW=none`) every
 //! call here is a no-op of a few instructions, so the code records unconditionally.
 
+use std::cell::RefCell;
+use std::collections::HashMap;
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use metrics::{counter, describe_counter, describe_gauge, describe_histogram, gauge, histogram, Unit};
+use metrics::{
+    counter, describe_counter, describe_gauge, describe_histogram, gauge, histogram, Counter, Histogram, Label, Unit,
+};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
 pub const REQUEST_DURATION: &str = "passport_http_request_duration_seconds";
@@ -83,31 +87,85 @@ fn describe() {
     );
 }
 
-pub fn request(route: &str, method: &str, status: u16, took: Duration) {
-    histogram!(
-        REQUEST_DURATION,
-        "route" => route.to_owned(),
-        "method" => method.to_owned(),
-        "status" => status_label(status),
-    )
-    .record(took.as_secs_f64());
+// Recording sits on every request's path, identify's included, so the handles are
+// looked up once per thread and label set and kept: a later call is a hash of a few
+// short strings and an atomic add, with no lock and no allocation. Handles are only
+// made once the recorder is installed, so none is a no-op handle kept forever.
+thread_local! {
+    static COUNTERS: RefCell<HashMap<(&'static str, [&'static str; 3]), Counter>> = RefCell::new(HashMap::new());
+    static REQUESTS: RefCell<HashMap<String, HashMap<(&'static str, u16), Histogram>>> = RefCell::new(HashMap::new());
+}
+
+fn installed() -> bool {
+    HANDLE.get().is_some()
+}
+
+/// Adds one to counter `name` with up to three labels (unused ones `""`).
+fn count(name: &'static str, keys: [&'static str; 3], values: [&'static str; 3]) {
+    if !installed() {
+        return;
+    }
+    COUNTERS.with_borrow_mut(|cache| {
+        cache
+            .entry((name, values))
+            .or_insert_with(|| {
+                let labels: Vec<Label> = keys
+                    .iter()
+                    .zip(values)
+                    .filter(|(k, _)| !k.is_empty())
+                    .map(|(k, v)| Label::from_static_parts(k, v))
+                    .collect();
+                counter!(name, labels)
+            })
+            .increment(1)
+    });
+}
+
+pub fn request(route: &str, method: &'static str, status: u16, took: Duration) {
+    if !installed() {
+        return;
+    }
+    REQUESTS.with_borrow_mut(|cache| {
+        if !cache.contains_key(route) {
+            cache.insert(route.to_owned(), HashMap::new());
+        }
+        let by_route = cache.get_mut(route).expect("just inserted");
+        by_route
+            .entry((method, status))
+            .or_insert_with(|| {
+                histogram!(
+                    REQUEST_DURATION,
+                    "route" => route.to_owned(),
+                    "method" => method,
+                    "status" => status.to_string(),
+                )
+            })
+            .record(took.as_secs_f64())
+    });
 }
 
 pub fn login(outcome: &'static str) {
-    counter!(LOGINS, "outcome" => outcome).increment(1);
+    count(LOGINS, ["outcome", "", ""], [outcome, "", ""]);
 }
 
 pub fn identify(outcome: &'static str) {
-    counter!(IDENTIFY, "outcome" => outcome).increment(1);
+    count(IDENTIFY, ["outcome", "", ""], [outcome, "", ""]);
 }
 
 pub fn hook(server: &'static str, call: &'static str, outcome: &'static str) {
-    counter!(HOOK_DECISIONS, "server" => server, "call" => call, "outcome" => outcome).increment(1);
+    count(HOOK_DECISIONS, ["server", "call", "outcome"], [server, call, outcome]);
 }
 
 pub fn rate_limited(limit: &'static str) {
-    counter!(RATE_LIMITED, "limit" => limit).increment(1);
+    count(RATE_LIMITED, ["limit", "", ""], [limit, "", ""]);
 }
+
+pub fn store_error(store: &'static str) {
+    count(STORE_ERRORS, ["store", "", ""], [store, "", ""]);
+}
+
+// The rest are rare (a password hash takes tens of milliseconds): the macros'
+// own lookup is cheap enough.
 
 pub fn password_hash(took: Duration) {
     histogram!(HASH_DURATION).record(took.as_secs_f64());
@@ -118,26 +176,6 @@ pub fn password_hash_queue(delta: f64) {
     gauge!(HASH_QUEUE).increment(delta);
 }
 
-pub fn store_error(store: &'static str) {
-    counter!(STORE_ERRORS, "store" => store).increment(1);
-}
-
 pub fn sessions_live(count: usize) {
     gauge!(SESSIONS_LIVE).set(count as f64);
-}
-
-/// Statuses as labels without an allocation for the common ones.
-fn status_label(status: u16) -> metrics::SharedString {
-    match status {
-        200 => "200".into(),
-        201 => "201".into(),
-        204 => "204".into(),
-        400 => "400".into(),
-        401 => "401".into(),
-        403 => "403".into(),
-        404 => "404".into(),
-        429 => "429".into(),
-        503 => "503".into(),
-        other => other.to_string().into(),
-    }
 }

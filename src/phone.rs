@@ -153,8 +153,14 @@ mod tests {
 
     #[test]
     fn reads_full_width_digits() {
-        assert_eq!(normalize("１３８１２３４５６７８", Id::CN).as_deref(), Some("+8613812345678"));
-        assert_eq!(normalize("＋８６１３８１２３４５６７８", Id::US).as_deref(), Some("+8613812345678"));
+        assert_eq!(
+            normalize("１３８１２３４５６７８", Id::CN).as_deref(),
+            Some("+8613812345678")
+        );
+        assert_eq!(
+            normalize("＋８６１３８１２３４５６７８", Id::US).as_deref(),
+            Some("+8613812345678")
+        );
     }
 
     #[test]
@@ -203,14 +209,26 @@ mod tests {
             let got = normalize(input, id).unwrap_or_else(|| "invalid".to_owned());
             let listed = DISAGREEMENTS.iter().any(|&(i, r, _)| i == input && r == region);
             if listed {
-                assert_ne!(got, want, "{input:?} in {region} is listed as a disagreement but agrees");
+                assert_ne!(
+                    got, want,
+                    "{input:?} in {region} is listed as a disagreement but agrees"
+                );
                 listed_seen += 1;
             } else if got != want {
                 wrong.push(format!("{input:?} in {region}: libphonenumber {want}, Passport {got}"));
             }
         }
         assert!(rows > 3000, "the fixture has only {rows} rows");
-        assert_eq!(listed_seen, DISAGREEMENTS.len(), "a listed disagreement is not in the fixture");
-        assert!(wrong.is_empty(), "{} of {rows} rows disagree:\n{}", wrong.len(), wrong.join("\n"));
+        assert_eq!(
+            listed_seen,
+            DISAGREEMENTS.len(),
+            "a listed disagreement is not in the fixture"
+        );
+        assert!(
+            wrong.is_empty(),
+            "{} of {rows} rows disagree:\n{}",
+            wrong.len(),
+            wrong.join("\n")
+        );
     }
 }

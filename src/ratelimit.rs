@@ -128,7 +128,12 @@ impl RateLimiter {
         };
         if window.count >= limit.count {
             return Err(self
-                .refuse(meta, window.reset_in, "login_account", "too many failed logins for this account")
+                .refuse(
+                    meta,
+                    window.reset_in,
+                    "login_account",
+                    "too many failed logins for this account",
+                )
                 .await);
         }
         if streak.count >= MAX_CONSECUTIVE_FAILURES.count {

@@ -98,7 +98,10 @@ async fn serve_connection(
 ) {
     let _ = stream.set_nodelay(true);
     let clock = Arc::new(Phases::new());
-    let io = TokioIo::new(Watched { inner: stream, clock: clock.clone() });
+    let io = TokioIo::new(Watched {
+        inner: stream,
+        clock: clock.clone(),
+    });
     let requests = clock.clone();
     let service = hyper::service::service_fn(move |mut req: axum::http::Request<Incoming>| {
         req.extensions_mut().insert(ConnectInfo(peer));
@@ -195,7 +198,11 @@ impl Phases {
             if phase != BUSY && now >= deadline {
                 return name;
             }
-            let wait = if phase == BUSY { limit } else { Duration::from_millis(deadline - now) };
+            let wait = if phase == BUSY {
+                limit
+            } else {
+                Duration::from_millis(deadline - now)
+            };
             tokio::select! {
                 _ = tokio::time::sleep(wait) => {}
                 _ = self.changed.notified() => {}

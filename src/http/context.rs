@@ -7,7 +7,9 @@
 //! the bare error responses that axum and tower layers produce (405, 413, …) into
 //! envelopes, so that every response body is JSON.
 
-use axum::extract::{Request, State};
+use std::time::Instant;
+
+use axum::extract::{MatchedPath, Request, State};
 use axum::http::{header, HeaderMap};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
@@ -51,24 +53,38 @@ impl RequestContext {
 
 pub async fn middleware(State(state): State<AppState>, req: Request, next: Next) -> Response {
     let ctx = RequestContext::from_headers(req.headers(), state.config.default_lang);
+    // Every request passes here after routing, so this is where it is timed (with
+    // its route's pattern) when metrics are on; a panic is timed as the 500 it becomes.
+    let timed = state.metrics.is_some().then(|| {
+        let route = req.extensions().get::<MatchedPath>().cloned();
+        (route, req.method().clone(), Instant::now())
+    });
     CURRENT
         .scope(ctx, async move {
-            let resp = next.run(req).await;
-            if is_json(&resp) || !(resp.status().is_client_error() || resp.status().is_server_error()) {
-                return resp;
+            let resp = envelope(next.run(req).await);
+            if let Some((route, method, started)) = timed {
+                super::metrics::record(route.as_ref(), &method, resp.status().as_u16(), started);
             }
-            // A response no handler of ours rendered: keep its status and headers
-            // (such as `Allow` on 405), give it our envelope.
-            let (parts, _) = resp.into_parts();
-            let mut fixed = ApiError::from_status(parts.status).into_response();
-            for (name, value) in parts.headers.iter() {
-                if name != header::CONTENT_TYPE && name != header::CONTENT_LENGTH {
-                    fixed.headers_mut().entry(name).or_insert(value.clone());
-                }
-            }
-            fixed
+            resp
         })
         .await
+}
+
+/// A response no handler of ours rendered (a bare 405, 413, …): given our envelope.
+fn envelope(resp: Response) -> Response {
+    if is_json(&resp) || !(resp.status().is_client_error() || resp.status().is_server_error()) {
+        return resp;
+    }
+    // A response no handler of ours rendered: keep its status and headers
+    // (such as `Allow` on 405), give it our envelope.
+    let (parts, _) = resp.into_parts();
+    let mut fixed = ApiError::from_status(parts.status).into_response();
+    for (name, value) in parts.headers.iter() {
+        if name != header::CONTENT_TYPE && name != header::CONTENT_LENGTH {
+            fixed.headers_mut().entry(name).or_insert(value.clone());
+        }
+    }
+    fixed
 }
 
 fn is_json(resp: &Response) -> bool {

@@ -101,7 +101,13 @@ async fn decide(state: &AppState, parts: &mut Parts, own: &FirstValues) -> Resul
             Some(who) => answer(state, &who, own.get("role")).await,
             // A role asked of a caller with no token cannot be had.
             None if own.get("role").is_some() => Err(ApiError::Forbidden),
-            None => Ok(Envelope(StatusCode::OK, PublicStream { stream: stream.to_owned() }).into_response()),
+            None => Ok(Envelope(
+                StatusCode::OK,
+                PublicStream {
+                    stream: stream.to_owned(),
+                },
+            )
+            .into_response()),
         };
     }
     let who = caller.ok_or(ApiError::MissingCredentials)?;

@@ -43,5 +43,8 @@ pub async fn healthz() -> Envelope<Live> {
 pub async fn readyz(State(state): State<AppState>) -> Result<Envelope<Ready>, ApiError> {
     state.stores.users.ping().await?;
     state.stores.sessions.ping().await?;
-    Ok(ok(Ready { users: "ok", sessions: "ok" }))
+    Ok(ok(Ready {
+        users: "ok",
+        sessions: "ok",
+    }))
 }

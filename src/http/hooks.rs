@@ -11,9 +11,9 @@ use axum::http::request::Parts;
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
-use utoipa::{IntoParams, ToSchema};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
+use utoipa::{IntoParams, ToSchema};
 
 use super::extract::{request_meta, Json};
 use super::openapi::{Failure, Null, Success};
@@ -141,7 +141,10 @@ pub async fn nginx_rtmp(State(state): State<AppState>, HookCaller(meta): HookCal
             auth.publish(name, args.get("key"), KeyAsName::Allowed, Phase::Update, &meta)
                 .await,
         ),
-        "play" => ("play", auth.play(name, args.get("ticket"), None, Phase::Start, &meta).await),
+        "play" => (
+            "play",
+            auth.play(name, args.get("ticket"), None, Phase::Start, &meta).await,
+        ),
         "update_play" => (
             "update_play",
             auth.play(name, args.get("ticket"), None, Phase::Update, &meta).await,
@@ -205,12 +208,14 @@ pub async fn srs(State(state): State<AppState>, HookCaller(meta): HookCaller, Js
     let (call, decided) = match hook.action.as_str() {
         "on_publish" => {
             let key = args.get("key");
-            let decided = auth.publish(&hook.stream, key, KeyAsName::Refused, Phase::Start, &meta)
+            let decided = auth
+                .publish(&hook.stream, key, KeyAsName::Refused, Phase::Start, &meta)
                 .await;
             ("on_publish", decided)
         }
         "on_play" => {
-            let decided = auth.play(&hook.stream, args.get("ticket"), None, Phase::Start, &meta)
+            let decided = auth
+                .play(&hook.stream, args.get("ticket"), None, Phase::Start, &meta)
                 .await;
             ("on_play", decided)
         }
@@ -274,7 +279,10 @@ pub async fn mediamtx(
             auth.publish(&hook.path, given("key"), KeyAsName::Refused, Phase::Start, &meta)
                 .await,
         ),
-        "read" => ("read", auth.play(&hook.path, given("ticket"), None, Phase::Start, &meta).await),
+        "read" => (
+            "read",
+            auth.play(&hook.path, given("ticket"), None, Phase::Start, &meta).await,
+        ),
         "playback" => (
             "playback",
             auth.play(&hook.path, given("ticket"), None, Phase::Start, &meta).await,

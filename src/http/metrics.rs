@@ -1,13 +1,12 @@
-//! `GET /metrics` (SPEC §13) and the layer that times every request for it.
+//! `GET /metrics` (SPEC §13) and the timing of every request for it.
 
 use std::net::SocketAddr;
 use std::time::Instant;
 
-use axum::extract::{ConnectInfo, MatchedPath, Request, State};
+use axum::extract::{ConnectInfo, MatchedPath, State};
 use axum::http::{header, Method};
-use axum::middleware::Next;
-use axum::Extension;
 use axum::response::{IntoResponse, Response};
+use axum::Extension;
 
 use crate::error::ApiError;
 use crate::state::AppState;
@@ -15,20 +14,13 @@ use crate::state::AppState;
 /// Prometheus's text exposition format.
 const EXPOSITION: &str = "text/plain; version=0.0.4; charset=utf-8";
 
-/// Records each request under its route's pattern (`/passport/streams/{name}`, never
-/// the path itself: one series per route, and no names or ids in labels).
-pub async fn record(req: Request, next: Next) -> Response {
-    let started = Instant::now();
-    let route = req.extensions().get::<MatchedPath>().map(|p| p.as_str().to_owned());
-    let method = method_label(req.method());
-    let resp = next.run(req).await;
-    crate::observe::request(
-        route.as_deref().unwrap_or("unmatched"),
-        method,
-        resp.status().as_u16(),
-        started.elapsed(),
-    );
-    resp
+/// Records a request under its route's pattern (`/passport/streams/{name}`, never
+/// the path itself: one series per route, and no names or ids in labels). Called
+/// by the context middleware, which every request passes after routing: a layer of
+/// its own would cost a boxed service and future per request.
+pub fn record(route: Option<&MatchedPath>, method: &Method, status: u16, started: Instant) {
+    let route = route.map_or("unmatched", MatchedPath::as_str);
+    crate::observe::request(route, method_label(method), status, started.elapsed());
 }
 
 /// Methods outside the usual ones are one series, not one per spelling.

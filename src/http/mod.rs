@@ -14,16 +14,16 @@ pub mod response;
 pub mod streams;
 
 use axum::extract::DefaultBodyLimit;
+use axum::http::HeaderName;
 use axum::routing::get;
 use axum::Router;
+use tower::util::MapRequestLayer;
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::request_id::{PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::trace::TraceLayer;
 use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
-use tower_http::catch_panic::CatchPanicLayer;
-use axum::http::HeaderName;
-use tower_http::request_id::{PropagateRequestIdLayer, SetRequestIdLayer};
-use tower_http::trace::TraceLayer;
-use tower::util::{option_layer, MapRequestLayer};
 
 use crate::state::AppState;
 
@@ -75,17 +75,18 @@ pub fn router(state: AppState) -> Router {
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         // A panic becomes a bare 500, which the context layer turns into the envelope.
         .layer(CatchPanicLayer::new())
-        // Outside the panic catcher, so that a panic is counted as the 500 it becomes;
-        // not there at all when metrics are off.
-        .layer(option_layer(state.metrics.is_some().then(|| axum::middleware::from_fn(metrics::record))))
         .layer(axum::middleware::from_fn_with_state(state.clone(), context::middleware))
-        .layer(PropagateRequestIdLayer::new(HeaderName::from_static(request_id::HEADER)))
+        .layer(PropagateRequestIdLayer::new(HeaderName::from_static(
+            request_id::HEADER,
+        )))
         // Every log line of a request carries its span: the id, the method and the
         // path (the path only: a query may carry a hook secret or a ticket).
-        .layer(TraceLayer::new_for_http().make_span_with(|req: &axum::extract::Request| {
-            let id = request_id::of(req);
-            tracing::info_span!("request", request_id = %id, method = %req.method(), path = %req.uri().path())
-        }))
+        .layer(
+            TraceLayer::new_for_http().make_span_with(|req: &axum::extract::Request| {
+                let id = request_id::of(req);
+                tracing::info_span!("request", request_id = %id, method = %req.method(), path = %req.uri().path())
+            }),
+        )
         .layer(SetRequestIdLayer::new(
             HeaderName::from_static(request_id::HEADER),
             request_id::NextRequestId,

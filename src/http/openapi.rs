@@ -129,10 +129,19 @@ impl Modify for Shared {
         );
         components.add_security_scheme(
             BEARER,
-            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).bearer_format("JWT").build()),
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .bearer_format("JWT")
+                    .build(),
+            ),
         );
-        components.schemas.insert(Failure::name().into_owned(), Failure::schema());
-        components.schemas.insert(ErrorCode::name().into_owned(), ErrorCode::schema());
+        components
+            .schemas
+            .insert(Failure::name().into_owned(), Failure::schema());
+        components
+            .schemas
+            .insert(ErrorCode::name().into_owned(), ErrorCode::schema());
         components.schemas.insert(Null::name().into_owned(), Null::schema());
         for item in doc.paths.paths.values_mut() {
             for op in [
@@ -154,32 +163,41 @@ impl Modify for Shared {
 }
 
 fn add_shared_failures(op: &mut Operation) {
-    let secured = op
-        .security
-        .as_ref()
-        .is_some_and(|reqs| !reqs.is_empty());
+    let secured = op.security.as_ref().is_some_and(|reqs| !reqs.is_empty());
     let has_json_body = op
         .request_body
         .as_ref()
         .is_some_and(|b| b.content.contains_key("application/json"));
     let mut add = |status: &str, why: &str| {
-        op.responses.responses.entry(status.to_owned()).or_insert_with(|| failure(why).into());
+        op.responses
+            .responses
+            .entry(status.to_owned())
+            .or_insert_with(|| failure(why).into());
     };
     if secured {
-        add("401", "no token, a bad one, or its session ended (`WWW-Authenticate` says which)");
+        add(
+            "401",
+            "no token, a bad one, or its session ended (`WWW-Authenticate` says which)",
+        );
     }
     if has_json_body {
         add("400", "`invalid_params`: the body is not JSON of the expected shape");
         add("413", "`payload_too_large`: the body is over 16 KiB");
         add("415", "`unsupported_media_type`: the body is not `application/json`");
     }
-    add("503", "`store_unavailable` or `busy`, with `Retry-After`: try again shortly");
+    add(
+        "503",
+        "`store_unavailable` or `busy`, with `Retry-After`: try again shortly",
+    );
 }
 
 /// A failure response: the envelope with an error code.
 pub fn failure(description: &str) -> Response {
     ResponseBuilder::new()
         .description(description)
-        .content("application/json", Content::new(Some(RefOr::Ref(utoipa::openapi::Ref::from_schema_name("Failure")))))
+        .content(
+            "application/json",
+            Content::new(Some(RefOr::Ref(utoipa::openapi::Ref::from_schema_name("Failure")))),
+        )
         .build()
 }

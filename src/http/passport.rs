@@ -111,7 +111,10 @@ pub async fn login(
     ClientMeta(meta): ClientMeta,
     Json(body): Json<LoginBody>,
 ) -> Answer<LoginOk> {
-    let outcome = state.accounts.login(&body.mobile, body.password, body.device, &meta).await;
+    let outcome = state
+        .accounts
+        .login(&body.mobile, body.password, body.device, &meta)
+        .await;
     crate::observe::login(match &outcome {
         Ok(_) => "ok",
         Err(e) => e.code(),

@@ -8,8 +8,7 @@ use sqlx::postgres::{PgPool, PgPoolOptions, PgRow};
 use sqlx::Row;
 
 use super::{
-    roles_json, stream_record, StoreError, StoreStats, StreamAccess, StreamRecord, StreamStore, UserRecord,
-    UserStore,
+    roles_json, stream_record, StoreError, StoreStats, StreamAccess, StreamRecord, StreamStore, UserRecord, UserStore,
 };
 
 /// A failure of the user store on PostgreSQL, counted as this store's (`passport_store_errors_total`).

@@ -109,11 +109,14 @@ fn cluster_nodes(url: &str) -> Option<Vec<String>> {
 }
 
 fn classify(e: RedisError) -> StoreError {
-    super::counted("redis", match e.kind() {
-        // The server answered, but not as the scripts expect: a bug, not an outage.
-        ErrorKind::TypeError | ErrorKind::ResponseError | ErrorKind::ExtensionError => StoreError::Other(e.into()),
-        _ => StoreError::Unavailable(e.to_string()),
-    })
+    super::counted(
+        "redis",
+        match e.kind() {
+            // The server answered, but not as the scripts expect: a bug, not an outage.
+            ErrorKind::TypeError | ErrorKind::ResponseError | ErrorKind::ExtensionError => StoreError::Other(e.into()),
+            _ => StoreError::Unavailable(e.to_string()),
+        },
+    )
 }
 
 fn script(cell: &'static OnceLock<Script>, source: &str) -> &'static Script {

@@ -7,8 +7,7 @@ use sqlx::{Row, SqlitePool};
 
 use super::sqlite_pool::{sqlite_options, sqlite_pool};
 use super::{
-    roles_json, stream_record, StoreError, StoreStats, StreamAccess, StreamRecord, StreamStore, UserRecord,
-    UserStore,
+    roles_json, stream_record, StoreError, StoreStats, StreamAccess, StreamRecord, StreamStore, UserRecord, UserStore,
 };
 
 /// A failure of the user store on SQLite, counted as this store's (`passport_store_errors_total`).

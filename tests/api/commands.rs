@@ -244,7 +244,11 @@ async fn role_commands_reach_a_running_server_within_a_second() {
 #[tokio::test]
 async fn completions_are_printed_for_each_shell_without_any_configuration() {
     let tmp = tempfile::tempdir().unwrap();
-    for (shell, marker) in [("bash", "complete -F"), ("zsh", "#compdef passport"), ("fish", "complete -c passport")] {
+    for (shell, marker) in [
+        ("bash", "complete -F"),
+        ("zsh", "#compdef passport"),
+        ("fish", "complete -c passport"),
+    ] {
         // A bad setting in the environment does not stop it: it reads none.
         let out = std::process::Command::new(passport_bin())
             .args(["completions", shell])
@@ -252,13 +256,20 @@ async fn completions_are_printed_for_each_shell_without_any_configuration() {
             .current_dir(tmp.path())
             .output()
             .unwrap();
-        assert!(out.status.success(), "{shell}: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{shell}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         let script = String::from_utf8(out.stdout).unwrap();
         assert!(script.contains(marker), "{shell}: {script}");
         for word in ["serve", "stream", "rotate", "completions"] {
             assert!(script.contains(word), "{shell} completes no {word}");
         }
     }
-    let out = std::process::Command::new(passport_bin()).args(["completions", "nosh"]).output().unwrap();
+    let out = std::process::Command::new(passport_bin())
+        .args(["completions", "nosh"])
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(2));
 }

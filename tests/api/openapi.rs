@@ -24,7 +24,15 @@ fn schemathesis_bin() -> Option<PathBuf> {
 #[tokio::test]
 async fn the_document_covers_every_json_endpoint_with_the_envelope_and_security() {
     let app = spawn_app().await;
-    let doc: Value = app.client.get(app.url("/openapi.json")).send().await.unwrap().json().await.unwrap();
+    let doc: Value = app
+        .client
+        .get(app.url("/openapi.json"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(doc["openapi"], "3.1.0");
     let paths = doc["paths"].as_object().unwrap();
     for path in [
@@ -65,7 +73,10 @@ async fn the_document_covers_every_json_endpoint_with_the_envelope_and_security(
         assert!(codes.contains(&code), "{code} missing from {codes:?}");
     }
     let me = &paths["/passport/me"]["get"];
-    assert_eq!(me["responses"]["401"]["content"]["application/json"]["schema"]["$ref"], "#/components/schemas/Failure");
+    assert_eq!(
+        me["responses"]["401"]["content"]["application/json"]["schema"]["$ref"],
+        "#/components/schemas/Failure"
+    );
     app.stop().await;
 }
 

@@ -47,7 +47,11 @@ async fn metrics_count_logins_requests_identify_and_hooks() {
     let hook = app
         .client
         .post(app.url("/hooks/nginx-rtmp"))
-        .form(&[("call", "publish"), ("name", "nobody-streams-here"), ("key", "sk_wrong")])
+        .form(&[
+            ("call", "publish"),
+            ("name", "nobody-streams-here"),
+            ("key", "sk_wrong"),
+        ])
         .send()
         .await
         .unwrap();
@@ -58,7 +62,11 @@ async fn metrics_count_logins_requests_identify_and_hooks() {
     assert!(counter(&after, "passport_logins_total", &[("outcome", "invalid_credentials")]) >= logins_bad + 1.0);
     assert!(counter(&after, "passport_identify_total", &[("outcome", "ok")]) >= 1.0);
     assert!(counter(&after, "passport_identify_total", &[("outcome", "invalid_token")]) >= 1.0);
-    let denied = [("server", "nginx-rtmp"), ("call", "publish"), ("outcome", "invalid_stream_key")];
+    let denied = [
+        ("server", "nginx-rtmp"),
+        ("call", "publish"),
+        ("outcome", "invalid_stream_key"),
+    ];
     assert!(counter(&after, "passport_hook_decisions_total", &denied) >= 1.0);
 
     // The request histogram: by route pattern, method and status, with buckets.
@@ -76,7 +84,10 @@ async fn metrics_count_logins_requests_identify_and_hooks() {
     let count = find(&after, "passport_http_request_duration_seconds_count", &login);
     assert!(count.is_some(), "no _count series for the login route");
     // The hash pool: how long a hash took, how many are running or waiting.
-    assert!(after.samples.iter().any(|s| s.metric.starts_with("passport_password_hash_duration_seconds")));
+    assert!(after
+        .samples
+        .iter()
+        .any(|s| s.metric.starts_with("passport_password_hash_duration_seconds")));
     assert!(find(&after, "passport_password_hash_queue", &[]).is_some());
     // The embedded store knows its session count.
     assert!(find(&after, "passport_sessions_live", &[]).is_some());

@@ -79,7 +79,11 @@ async fn an_idle_keep_alive_connection_outlives_the_header_timeout() {
     conn.write_all(request).await.unwrap();
     let mut buf = vec![0u8; 4096];
     let n = conn.read(&mut buf).await.unwrap();
-    assert!(buf[..n].starts_with(b"HTTP/1.1 200"), "{}", String::from_utf8_lossy(&buf[..n]));
+    assert!(
+        buf[..n].starts_with(b"HTTP/1.1 200"),
+        "{}",
+        String::from_utf8_lossy(&buf[..n])
+    );
 
     tokio::time::sleep(Duration::from_millis(2500)).await;
     conn.write_all(request).await.unwrap();
@@ -95,7 +99,9 @@ async fn connections_beyond_the_cap_wait_to_be_accepted() {
     let mut held = Vec::new();
     for _ in 0..4 {
         let mut conn = TcpStream::connect(&addr).await.unwrap();
-        conn.write_all(b"GET /healthz HTTP/1.1\r\nHost: passport\r\n\r\n").await.unwrap();
+        conn.write_all(b"GET /healthz HTTP/1.1\r\nHost: passport\r\n\r\n")
+            .await
+            .unwrap();
         let mut buf = [0u8; 1024];
         assert!(conn.read(&mut buf).await.unwrap() > 0);
         held.push(conn);
