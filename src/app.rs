@@ -47,7 +47,7 @@ impl App {
         let limits = Limits {
             header_timeout: Duration::from_secs(config.header_timeout),
             idle_timeout: IDLE_TIMEOUT,
-            max_connections: config.max_connections,
+            max_connections: connections::fit_to_open_files(config.max_connections),
         };
         connections::serve(self.listener, router, limits, shutdown).await;
         tracing::info!("stopped accepting; in-flight requests done");

@@ -1,8 +1,8 @@
 //! Mobile numbers, normalized to E.164 with libphonenumber's metadata (the
 //! `phonenumber` crate), so that `13800000001` and `+86 138 0000 0001` are one account.
 //!
-//! The crate's parser differs from Google's libphonenumber in two ways that matter
-//! here, both corrected before it sees the input:
+//! The crate differs from Google's libphonenumber in three ways that matter here,
+//! each corrected around it:
 //! - it strips the default region's national prefix from a number written with `+`
 //!   (`+8613812345678` read in `US` loses its `1`); a `+` number names its own
 //!   country, so it is parsed with no default region at all;
