@@ -349,14 +349,14 @@ struct Admitted(#[allow(dead_code)] tokio::sync::OwnedSemaphorePermit);
 
 impl Admitted {
     fn new(permit: tokio::sync::OwnedSemaphorePermit) -> Admitted {
-        crate::observe::password_hash_queue(1.0);
+        crate::observe::password_hash_queue(1);
         Admitted(permit)
     }
 }
 
 impl Drop for Admitted {
     fn drop(&mut self) {
-        crate::observe::password_hash_queue(-1.0);
+        crate::observe::password_hash_queue(-1);
     }
 }
 

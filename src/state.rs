@@ -5,8 +5,6 @@ use std::future::Future;
 use std::ops::Deref;
 use std::sync::Arc;
 
-use metrics_exporter_prometheus::PrometheusHandle;
-
 use crate::audit::Audit;
 use crate::config::Config;
 use crate::passwords::Hasher;
@@ -32,7 +30,7 @@ pub struct Services {
     pub stream_auth: StreamAuth,
     /// The Prometheus recorder's handle; `None` when metrics are off
     /// (`metrics_allow` is `none`).
-    pub metrics: Option<PrometheusHandle>,
+    pub metrics: Option<&'static crate::observe::Metrics>,
 }
 
 /// Shared by every request; cheap to clone.

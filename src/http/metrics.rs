@@ -11,8 +11,8 @@ use axum::Extension;
 use crate::error::ApiError;
 use crate::state::AppState;
 
-/// Prometheus's text exposition format.
-const EXPOSITION: &str = "text/plain; version=0.0.4; charset=utf-8";
+/// The OpenMetrics text format, which Prometheus reads.
+const EXPOSITION: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
 /// Records a request under its route's pattern (`/passport/streams/{name}`, never
 /// the path itself: one series per route, and no names or ids in labels). Called
@@ -39,7 +39,7 @@ fn method_label(method: &Method) -> &'static str {
 
 /// The metrics, for addresses in `metrics_allow`; 404 when metrics are off.
 pub async fn metrics(State(state): State<AppState>, peer: Option<Extension<ConnectInfo<SocketAddr>>>) -> Response {
-    let Some(handle) = &state.metrics else {
+    let Some(metrics) = state.metrics else {
         return ApiError::NotFound.into_response();
     };
     // An IPv4 client of a dual-stack listener arrives as ::ffff:a.b.c.d.
@@ -50,5 +50,5 @@ pub async fn metrics(State(state): State<AppState>, peer: Option<Extension<Conne
     if let Some(live) = state.stores.sessions.live_sessions() {
         crate::observe::sessions_live(live);
     }
-    ([(header::CONTENT_TYPE, EXPOSITION)], handle.render()).into_response()
+    ([(header::CONTENT_TYPE, EXPOSITION)], metrics.render()).into_response()
 }

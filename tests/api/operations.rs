@@ -1,4 +1,4 @@
-//! What an operator reads (SPEC §13): `/metrics` in the Prometheus text format,
+//! What an operator reads (SPEC §13): `/metrics` in the OpenMetrics text format,
 //! allowed only from `metrics_allow`.
 
 use prometheus_parse::{Sample, Scrape, Value as Metric};
@@ -9,8 +9,13 @@ async fn scrape(app: &TestApp) -> Scrape {
     let r = app.client.get(app.url("/metrics")).send().await.unwrap();
     assert_eq!(r.status(), 200);
     let content_type = r.headers()["content-type"].to_str().unwrap().to_owned();
-    assert!(content_type.starts_with("text/plain; version=0.0.4"), "{content_type}");
+    assert!(
+        content_type.starts_with("application/openmetrics-text; version=1.0.0"),
+        "{content_type}"
+    );
     let text = r.text().await.unwrap();
+    // OpenMetrics ends with this line; Prometheus refuses an exposition without it.
+    assert!(text.ends_with("# EOF\n"), "{text}");
     let lines = text.lines().map(|l| Ok(l.to_owned()));
     Scrape::parse(lines).unwrap_or_else(|e| panic!("not the Prometheus text format: {e}\n{text}"))
 }
