@@ -1,6 +1,6 @@
 # What the bench scripts share; sourced from the repository root, not run.
 # The caller sets WORK (a scratch directory) and PIDS (an array), and kills PIDS on
-# exit. Passport runs with the rate limits out of the way (the load comes from one
+# exit: `scratch` below does all three. Passport runs with the rate limits out of the way (the load comes from one
 # address) and a hashing queue deep enough for the login storm.
 
 BIN=target/release/passport
@@ -8,6 +8,14 @@ BENCH_PASSWORD="bench horse battery staple"
 BENCH_USERS=64
 STORM_PREFIX=1391000     # the storm's users are +86${STORM_PREFIX}0001 …
 PROBE_MOBILE=+8613700000001
+
+# A scratch directory in WORK, the servers started to be listed in PIDS; on exit,
+# those servers are killed and the directory removed.
+scratch() {
+  WORK=$(mktemp -d)
+  PIDS=()
+  trap 'for p in "${PIDS[@]:-}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$WORK"' EXIT
+}
 
 ensure_wrk() {
   if ! command -v wrk >/dev/null 2>&1; then

@@ -14,11 +14,8 @@ STORM=32
 BINS=("$@")
 [ ${#BINS[@]} -gt 0 ] || BINS=(target/release/passport)
 
-WORK=$(mktemp -d)
-PIDS=()
-cleanup() { for p in "${PIDS[@]:-}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$WORK"; }
-trap cleanup EXIT
 . bench/common.sh
+scratch
 ensure_wrk
 login_script "$BENCH_PASSWORD"
 

@@ -5,11 +5,8 @@
 # Usage: bench/metrics.sh [seconds per load run, default 10] [rounds, default 3]
 set -euo pipefail
 cd "$(dirname "$0")/.."
-WORK=$(mktemp -d)
-PIDS=()
-cleanup() { for p in "${PIDS[@]:-}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$WORK"; }
-trap cleanup EXIT
 . bench/common.sh
+scratch
 ensure_wrk
 echo "bench: building (release)" >&2
 cargo build --release --quiet --bin passport

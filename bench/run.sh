@@ -19,11 +19,8 @@ DUR="${1:-10}"
 CONNS=64
 STORM=32
 
-WORK=$(mktemp -d)
-PIDS=()
-cleanup() { for p in "${PIDS[@]:-}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$WORK"; }
-trap cleanup EXIT
 . bench/common.sh
+scratch
 
 ensure_wrk
 echo "bench: building (release)" >&2
