@@ -6,6 +6,9 @@
   and passwords like "00000000", which the server rightly refuses.
 - Authentication: a token of the test user, logged in again whenever a request
   answers 401 (a test case may well have logged that session out).
+- Test data: one `DELETE /passport/sessions/{session_id}` in two is given a live
+  session of the test user's, so that ending a session is tried on real ones and
+  not only on ids that do not exist.
 """
 import os
 import random
@@ -38,17 +41,36 @@ def strong_password(seed):
 schemathesis.openapi.format("password", st.builds(strong_password, st.integers()))
 
 
+def login(device):
+    r = requests.post(
+        BASE + "/passport/login",
+        json={"mobile": MOBILE, "password": PASSWORD, "device": device},
+        timeout=30,
+    )
+    r.raise_for_status()
+    return r.json()["data"]
+
+
 @schemathesis.auth()
 class PassportLogin:
     def get(self, case, ctx):
-        r = requests.post(
-            BASE + "/passport/login",
-            json={"mobile": MOBILE, "password": PASSWORD, "device": "schemathesis"},
-            timeout=30,
-        )
-        r.raise_for_status()
-        return r.json()["data"]["token"]
+        return login("schemathesis")["token"]
 
     def set(self, case, data, ctx):
         case.headers = case.headers or {}
         case.headers["Authorization"] = "JWT " + data
+
+
+SESSION_PATH = "/passport/sessions/{session_id}"
+_turn = {"n": 0}
+
+
+@schemathesis.hook
+def map_path_parameters(ctx, path_parameters):
+    operation = getattr(ctx, "operation", None)
+    if operation is None or operation.path != SESSION_PATH or not path_parameters:
+        return path_parameters
+    _turn["n"] += 1
+    if _turn["n"] % 2:
+        return path_parameters
+    return {**path_parameters, "session_id": login("to be ended")["session_id"]}
