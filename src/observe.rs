@@ -143,9 +143,12 @@ enum Counted {
     StoreErrors,
 }
 
+/// A thread's request histograms: by route pattern, then by method and status.
+type RequestHandles = HashMap<String, HashMap<(&'static str, u16), Histogram>>;
+
 thread_local! {
     static COUNTERS: RefCell<HashMap<(Counted, [&'static str; 3]), Counter>> = RefCell::new(HashMap::new());
-    static REQUESTS: RefCell<HashMap<String, HashMap<(&'static str, u16), Histogram>>> = RefCell::new(HashMap::new());
+    static REQUESTS: RefCell<RequestHandles> = RefCell::new(HashMap::new());
 }
 
 /// Adds one to a counter of `family` with up to three labels (unused keys `""`).

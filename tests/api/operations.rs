@@ -165,5 +165,5 @@ async fn json_logs_are_one_object_per_line_with_the_request_id() {
         }
     }
     assert!(ids.iter().any(|id| id == "proxy-id-1234"), "{text}");
-    assert!(ids.iter().any(|id| *id == made_id), "{text}");
+    assert!(ids.contains(&made_id), "{text}");
 }
