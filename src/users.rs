@@ -53,6 +53,25 @@ impl AccountRules {
         crate::phone::normalize(raw, self.default_region).ok_or(ApiError::InvalidParams(BadInput::Mobile))
     }
 
+    /// The stored form to look an account up by: the normalized number, or, for a
+    /// number the validity rules refuse but written exactly as stored (`+` and
+    /// digits), that form. An account registered before the rules followed
+    /// libphonenumber this closely can still log in and be administered; no new
+    /// account gets such a number, since registering normalizes strictly.
+    pub fn lookup_mobile(&self, raw: &str) -> Result<String, ApiError> {
+        self.normalize_mobile(raw).or_else(|refused| {
+            let digits = raw.strip_prefix('+').unwrap_or("");
+            let stored_form = (8..=15).contains(&digits.len())
+                && digits.bytes().all(|b| b.is_ascii_digit())
+                && !digits.starts_with('0');
+            if stored_form {
+                Ok(raw.to_owned())
+            } else {
+                Err(refused)
+            }
+        })
+    }
+
     /// The password policy for a new password of the account with this (E.164) mobile.
     fn check_new_password(&self, password: &str, mobile: &str) -> Result<(), ApiError> {
         passwords::check_policy(password, self.password_min_length, Some(mobile)).map_err(ApiError::WeakPassword)
@@ -115,7 +134,7 @@ impl Accounts {
         meta: &RequestMeta,
     ) -> Result<LoginOk, ApiError> {
         self.limiter.login_attempt(meta).await?;
-        let mobile = self.rules.normalize_mobile(mobile)?;
+        let mobile = self.rules.lookup_mobile(mobile)?;
         if let Some(d) = &device {
             if d.chars().count() > MAX_DEVICE_CHARS || d.chars().any(char::is_control) {
                 return Err(ApiError::InvalidParams(BadInput::Device));
@@ -373,7 +392,7 @@ impl Accounts {
 
     /// Looks a user up by (any form of) their mobile number.
     pub async fn find(&self, mobile: &str) -> Result<Option<UserRecord>, ApiError> {
-        let mobile = self.rules.normalize_mobile(mobile)?;
+        let mobile = self.rules.lookup_mobile(mobile)?;
         Ok(self.users.find_by_mobile(&mobile).await?)
     }
 

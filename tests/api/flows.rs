@@ -157,3 +157,26 @@ async fn a_number_with_its_country_code_registers_in_any_default_region() {
     let data = app.login("+1 650 253 0000", PASSWORD).await;
     assert!(data["token"].is_string());
 }
+
+#[tokio::test]
+async fn an_account_stored_under_looser_number_rules_still_logs_in_by_its_stored_form() {
+    // Before numbers were checked as libphonenumber checks them, a Beijing number a
+    // digit short passed. Such an account is found by its stored form exactly.
+    let app = spawn_app().await;
+    let stored = "+86101234584";
+    assert_error(app.register(stored, PASSWORD).await, 400, "invalid_params").await;
+    let hash = passport::passwords::hash_blocking(PASSWORD.as_bytes()).unwrap();
+    app.state
+        .stores
+        .users
+        .create(stored, &hash, &["viewer".to_owned()], 0)
+        .await
+        .unwrap();
+    let data = app.login(stored, PASSWORD).await;
+    assert!(data["token"].is_string());
+    // Any other spelling of it is still not a valid number.
+    assert_error(app.login_raw("+86 10 1234 584", PASSWORD).await, 400, "invalid_params").await;
+    // A number in the stored form that no account has is a failed login like any other.
+    assert_error(app.login_raw("+86101234585", PASSWORD).await, 401, "invalid_credentials").await;
+    app.stop().await;
+}
