@@ -177,6 +177,11 @@ async fn an_account_stored_under_looser_number_rules_still_logs_in_by_its_stored
     // Any other spelling of it is still not a valid number.
     assert_error(app.login_raw("+86 10 1234 584", PASSWORD).await, 400, "invalid_params").await;
     // A number in the stored form that no account has is a failed login like any other.
-    assert_error(app.login_raw("+86101234585", PASSWORD).await, 401, "invalid_credentials").await;
+    assert_error(
+        app.login_raw("+86101234585", PASSWORD).await,
+        401,
+        "invalid_credentials",
+    )
+    .await;
     app.stop().await;
 }
