@@ -6,7 +6,7 @@ use std::net::{IpAddr, SocketAddr};
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{ConnectInfo, FromRequest, FromRequestParts, Request};
 use axum::http::request::Parts;
-use axum::http::{header, StatusCode};
+use axum::http::{header, Extensions, StatusCode};
 use ipnet::IpNet;
 use serde::de::DeserializeOwned;
 
@@ -62,6 +62,16 @@ pub fn client_ip(peer: Option<IpAddr>, forwarded_for: Option<&str>, trusted: &[I
             .copied()
             .unwrap_or(peer),
     )
+}
+
+/// Whether the TCP peer itself (never a forwarded address) is in `nets`: the check
+/// of the hooks' and `/metrics`' allow lists. An IPv4 client of a dual-stack
+/// listener arrives as ::ffff:a.b.c.d and is checked as a.b.c.d.
+pub fn peer_in(extensions: &Extensions, nets: &[IpNet]) -> bool {
+    let peer = extensions
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|c| c.0.ip().to_canonical());
+    peer.is_some_and(|ip| nets.iter().any(|net| net.contains(&ip)))
 }
 
 /// Longest `User-Agent` kept in the audit log.

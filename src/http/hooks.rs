@@ -3,10 +3,10 @@
 //! dialect. Only addresses in `hook_allow` may call them, with `?secret=` when a
 //! hook secret is set.
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 
 use axum::body::Bytes;
-use axum::extract::{ConnectInfo, FromRequestParts, State};
+use axum::extract::{FromRequestParts, State};
 use axum::http::request::Parts;
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -15,7 +15,7 @@ use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 use utoipa::{IntoParams, ToSchema};
 
-use super::extract::{request_meta, Json};
+use super::extract::{peer_in, request_meta, Json};
 use super::openapi::{Failure, Null, Success};
 use super::response::ok;
 use crate::audit::RequestMeta;
@@ -57,11 +57,7 @@ impl FromRequestParts<AppState> for HookCaller {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        let peer = parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip());
-        // An IPv4 client of a dual-stack listener arrives as ::ffff:a.b.c.d.
-        let peer = peer.map(|ip| ip.to_canonical());
-        let allowed = peer.is_some_and(|ip| state.config.hook_allow.iter().any(|net| net.contains(&ip)));
-        if !allowed {
+        if !peer_in(&parts.extensions, &state.config.hook_allow) {
             return Err(ApiError::Forbidden);
         }
         if let Some(secret) = &state.config.hook_secret {

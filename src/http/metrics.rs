@@ -1,13 +1,12 @@
 //! `GET /metrics` (SPEC §13) and the timing of every request for it.
 
-use std::net::SocketAddr;
 use std::time::Instant;
 
-use axum::extract::{ConnectInfo, MatchedPath, State};
+use axum::extract::{MatchedPath, Request, State};
 use axum::http::{header, Method};
 use axum::response::{IntoResponse, Response};
-use axum::Extension;
 
+use super::extract::peer_in;
 use crate::error::ApiError;
 use crate::state::AppState;
 
@@ -38,13 +37,11 @@ fn method_label(method: &Method) -> &'static str {
 }
 
 /// The metrics, for addresses in `metrics_allow`; 404 when metrics are off.
-pub async fn metrics(State(state): State<AppState>, peer: Option<Extension<ConnectInfo<SocketAddr>>>) -> Response {
+pub async fn metrics(State(state): State<AppState>, req: Request) -> Response {
     let Some(metrics) = state.metrics else {
         return ApiError::NotFound.into_response();
     };
-    // An IPv4 client of a dual-stack listener arrives as ::ffff:a.b.c.d.
-    let peer = peer.map(|Extension(ConnectInfo(addr))| addr.ip().to_canonical());
-    if !peer.is_some_and(|ip| state.config.metrics_allow.iter().any(|net| net.contains(&ip))) {
+    if !peer_in(req.extensions(), &state.config.metrics_allow) {
         return ApiError::Forbidden.into_response();
     }
     if let Some(live) = state.stores.sessions.live_sessions() {
