@@ -243,7 +243,10 @@ impl Phases {
             // A request without a byte read first (HTTP/2 data already buffered).
             state.since = Instant::now();
         }
-        state.settle();
+        if state.settle() {
+            drop(state);
+            self.changed.notify_one();
+        }
         Served(self.clone())
     }
 
@@ -251,7 +254,8 @@ impl Phases {
     fn body_done(&self) {
         let mut state = self.state.lock();
         state.arriving_bodies = state.arriving_bodies.saturating_sub(1);
-        state.settle();
+        // Fewer bodies arriving never starts a deadline.
+        let _ = state.settle();
     }
 
     /// Completes when the connection is past the deadline of its phase, naming it.
@@ -289,8 +293,10 @@ impl Phases {
 impl State {
     /// The phase that the counts call for, once a request starts or ends or a body
     /// is in. Entering idle (or busy) restarts the clock; arriving keeps the time
-    /// the request began.
-    fn settle(&mut self) {
+    /// the request began, unless it follows a busy spell (another request of an
+    /// HTTP/2 connection), when it begins now. True when that happened: a deadline
+    /// has begun that the watchdog, waiting out the busy spell, must be woken for.
+    fn settle(&mut self) -> bool {
         let phase = if self.in_flight == 0 {
             match self.phase {
                 // Bytes of the next request may already have come in.
@@ -302,12 +308,15 @@ impl State {
         } else {
             Phase::Busy
         };
-        if phase != self.phase {
-            if phase != Phase::Arriving {
-                self.since = Instant::now();
-            }
-            self.phase = phase;
+        if phase == self.phase {
+            return false;
         }
+        let after_busy = self.phase == Phase::Busy;
+        if phase != Phase::Arriving || after_busy {
+            self.since = Instant::now();
+        }
+        self.phase = phase;
+        phase == Phase::Arriving && after_busy
     }
 }
 
@@ -318,7 +327,8 @@ impl Drop for Served {
     fn drop(&mut self) {
         let mut state = self.0.state.lock();
         state.in_flight = state.in_flight.saturating_sub(1);
-        state.settle();
+        // Fewer requests never starts a deadline sooner than the watchdog expects.
+        let _ = state.settle();
     }
 }
 
@@ -469,5 +479,22 @@ mod tests {
         assert_eq!(phases.state.lock().phase, Phase::Busy);
         drop(second);
         assert_eq!(phases.state.lock().phase, Phase::Idle);
+    }
+
+    #[tokio::test]
+    async fn a_body_arriving_beside_a_long_request_gets_its_own_full_time() {
+        // HTTP/2: one request served for longer than the header timeout, then a
+        // second one whose body is still coming; its time starts when it does.
+        let phases = Arc::new(Phases::new());
+        let _long = phases.request_started(true);
+        tokio::time::sleep(Duration::from_millis(80)).await;
+        let started = Instant::now();
+        let _arriving = phases.request_started(false);
+        assert_eq!(phases.overdue(limits()).await, "arriving");
+        assert!(
+            started.elapsed() >= Duration::from_millis(50),
+            "{:?}",
+            started.elapsed()
+        );
     }
 }
