@@ -3,7 +3,6 @@
 
 use std::future::Future;
 use std::net::SocketAddr;
-
 use std::time::Duration;
 
 use tokio::net::TcpListener;

@@ -28,7 +28,7 @@ pub struct Services {
     pub refresher: Refresher,
     pub streams: Streams,
     pub stream_auth: StreamAuth,
-    /// The Prometheus recorder's handle; `None` when metrics are off
+    /// The process's metrics registry; `None` when metrics are off
     /// (`metrics_allow` is `none`).
     pub metrics: Option<&'static crate::observe::Metrics>,
 }

@@ -14,7 +14,6 @@ pub mod response;
 pub mod streams;
 
 use axum::extract::DefaultBodyLimit;
-use axum::http::HeaderName;
 use axum::routing::get;
 use axum::Router;
 use tower::util::MapRequestLayer;
@@ -76,9 +75,7 @@ pub fn router(state: AppState) -> Router {
         // A panic becomes a bare 500, which the context layer turns into the envelope.
         .layer(CatchPanicLayer::new())
         .layer(axum::middleware::from_fn_with_state(state.clone(), context::middleware))
-        .layer(PropagateRequestIdLayer::new(HeaderName::from_static(
-            request_id::HEADER,
-        )))
+        .layer(PropagateRequestIdLayer::new(request_id::HEADER))
         // Every log line of a request carries its span: the id, the method and the
         // path (the path only: a query may carry a hook secret or a ticket).
         .layer(
@@ -87,10 +84,7 @@ pub fn router(state: AppState) -> Router {
                 tracing::info_span!("request", request_id = %id, method = %req.method(), path = %req.uri().path())
             }),
         )
-        .layer(SetRequestIdLayer::new(
-            HeaderName::from_static(request_id::HEADER),
-            request_id::NextRequestId,
-        ))
+        .layer(SetRequestIdLayer::new(request_id::HEADER, request_id::NextRequestId))
         .layer(MapRequestLayer::new(request_id::sanitize::<axum::body::Body>))
         .with_state(state)
 }
