@@ -198,6 +198,10 @@ settings! {
     /// Open connections at most; more wait to be accepted.
     max_connections: usize = 10_000,
         parse: values::number("a number of connections", 1..=10_000_000, ""), example: "500";
+    /// The RTMP URL the web pages give streamers to paste into OBS, as in
+    /// rtmp://live.example.com/live (unset: rtmp://<the page's host>/live).
+    publish_url: Option<String> = None,
+        parse: values::publish_url, example: "rtmp://live.example.com/live";
 }
 
 const RATE_FORM: &str = "a limit like 10/900 (count/seconds)";

@@ -259,6 +259,22 @@ pub fn hook_secret(raw: &str) -> Parsed<Option<Secret>> {
     Ok(Some(Secret(raw.as_bytes().to_vec())))
 }
 
+/// An `rtmp://` or `rtmps://` URL with a host, shown as it is on the pages.
+pub fn publish_url(raw: &str) -> Parsed<Option<String>> {
+    let raw = raw.trim();
+    let rest = raw
+        .strip_prefix("rtmp://")
+        .or_else(|| raw.strip_prefix("rtmps://"))
+        .ok_or_else(|| format!("expected an rtmp:// or rtmps:// URL, got {raw:?}"))?;
+    if rest.is_empty() || rest.starts_with('/') {
+        return Err(format!("expected a host after the scheme, got {raw:?}"));
+    }
+    if raw.len() > 512 || raw.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err("must be a URL of at most 512 characters without spaces".into());
+    }
+    Ok(Some(raw.to_owned()))
+}
+
 /// The loopback networks, IPv4 and IPv6.
 pub fn loopback() -> Vec<IpNet> {
     vec![

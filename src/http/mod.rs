@@ -8,6 +8,7 @@ pub mod health;
 pub mod hooks;
 pub mod metrics;
 pub mod openapi;
+pub mod pages;
 pub mod passport;
 pub mod request_id;
 pub mod response;
@@ -69,6 +70,8 @@ pub fn router(state: AppState) -> Router {
                 .options(forward_auth::verify_with_path),
         )
         .route("/metrics", get(metrics::metrics))
+        // The web pages (HTML, not JSON): not in the API document.
+        .merge(pages::router())
         .route("/openapi.json", get(move || std::future::ready(doc.clone())))
         .fallback(passport::not_found)
         .layer(DefaultBodyLimit::max(BODY_LIMIT))

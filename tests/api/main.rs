@@ -1,6 +1,7 @@
 //! One integration-test binary: every test starts its own app on port 0.
 
 mod audit;
+mod chromium;
 mod commands;
 mod durability;
 mod envelope;
@@ -13,6 +14,7 @@ mod legacy;
 mod live;
 mod openapi;
 mod operations;
+mod pages;
 mod refresh;
 #[cfg(target_os = "linux")] // reads /proc
 mod scheduling;
