@@ -292,7 +292,24 @@ impl Browser {
     /// `docs/screenshots/` too when PASSPORT_UPDATE_SCREENSHOTS=1 (how the README's
     /// pictures are made).
     pub async fn screenshot(&self, name: &str) {
-        let png = self.client.screenshot().await.unwrap();
+        // The whole page, through Chromium's own protocol: WebDriver's screenshot
+        // is of the viewport only.
+        let size = self
+            .eval("return [document.documentElement.clientWidth, document.documentElement.scrollHeight]")
+            .await;
+        let shot = self
+            .client
+            .issue_cmd(Cdp(
+                "Page.captureScreenshot",
+                json!({"format": "png", "captureBeyondViewport": true,
+                       "clip": {"x": 0, "y": 0, "width": size[0], "height": size[1], "scale": 1}}),
+            ))
+            .await
+            .unwrap();
+        use base64::Engine;
+        let png = base64::engine::general_purpose::STANDARD
+            .decode(shot["data"].as_str().expect("a screenshot"))
+            .unwrap();
         assert!(png.starts_with(b"\x89PNG"), "a screenshot is a PNG");
         let root = Path::new(env!("CARGO_MANIFEST_DIR"));
         let mut dirs = vec![root.join("target/screenshots")];
@@ -308,6 +325,21 @@ impl Browser {
     pub async fn close(self) {
         let Browser { client, .. } = &self;
         let _ = client.clone().close().await;
+    }
+}
+
+/// A command of the Chrome DevTools Protocol, through chromedriver's endpoint for it.
+#[derive(Debug)]
+struct Cdp(&'static str, Value);
+
+impl fantoccini::wd::WebDriverCompatibleCommand for Cdp {
+    fn endpoint(&self, base: &url::Url, session: Option<&str>) -> Result<url::Url, url::ParseError> {
+        base.join(&format!("session/{}/goog/cdp/execute", session.unwrap_or_default()))
+    }
+
+    fn method_and_body(&self, _: &url::Url) -> (axum::http::Method, Option<String>) {
+        let body = json!({"cmd": self.0, "params": self.1});
+        (axum::http::Method::POST, Some(body.to_string()))
     }
 }
 

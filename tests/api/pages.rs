@@ -543,5 +543,19 @@ async fn every_view_is_accessible_self_contained_and_photographed() {
         b.close().await;
     }
     assert!(problems.is_empty(), "axe-core found:\n{}", problems.join("\n"));
+
+    // The detector itself: an image from elsewhere is seen (and refused by the policy).
+    let Some(b) = Browser::start(test, DESKTOP).await else {
+        return;
+    };
+    b.open(&app.url("/")).await;
+    b.eval("const probe = document.createElement('img'); probe.alt = ''; probe.src = 'http://192.0.2.1/x.png'; document.body.append(probe);")
+        .await;
+    b.until("window.cspViolations.length > 0", "the policy to refuse the image")
+        .await;
+    let seen = b.foreign_loads().await;
+    assert!(seen.iter().any(|u| u.starts_with("http://192.0.2.1/")), "{seen:?}");
+    assert!(seen.iter().any(|u| u.starts_with("CSP: img-src")), "{seen:?}");
+    b.close().await;
     app.stop().await;
 }

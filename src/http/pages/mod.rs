@@ -16,7 +16,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
 
-use super::context::RequestContext;
+use crate::http::context::RequestContext;
 use crate::i18n::Lang;
 use crate::state::AppState;
 
