@@ -1,12 +1,14 @@
 //! `passport user import <url>`: brings users over from the original Flask app's
 //! table `user_login (user_id, mobile, password_hash, last_login, last_login_stamp)`
-//! in a SQLite file or a PostgreSQL database. Ids and hashes are kept (the hashes
-//! are verified as legacy formats and upgraded at each user's next login). Running
-//! it again changes nothing: a user whose id or mobile exists is skipped.
+//! in a SQLite file, a PostgreSQL database or a MySQL / MariaDB database. Ids and
+//! hashes are kept (the hashes are verified as legacy formats and upgraded at each
+//! user's next login). Running it again changes nothing: a user whose id or mobile
+//! exists is skipped.
 
 use sqlx::Row;
 
 use crate::audit::{Audit, AuditEvent, Event, RequestMeta};
+use crate::config::SqlKind;
 use crate::store::{UserRecord, UserStore};
 
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -29,6 +31,13 @@ const QUERY: &str = "SELECT CAST(user_id AS BIGINT) AS user_id, mobile, password
      CAST(last_login AS TEXT) AS last_login, CAST(last_login_stamp AS BIGINT) AS last_login_stamp \
      FROM user_login ORDER BY user_id";
 
+/// The same in MySQL's casts (SIGNED and CHAR rather than BIGINT and TEXT); text
+/// is cast too, so that a column of a binary collation still reads as text.
+const MYSQL_QUERY: &str = "SELECT CAST(user_id AS SIGNED) AS user_id, CAST(mobile AS CHAR) AS mobile, \
+     CAST(password_hash AS CHAR) AS password_hash, \
+     CAST(last_login AS CHAR) AS last_login, CAST(last_login_stamp AS SIGNED) AS last_login_stamp \
+     FROM user_login ORDER BY user_id";
+
 async fn read_rows(url: &str) -> anyhow::Result<Vec<LegacyRow>> {
     macro_rules! rows {
         ($rows:expr) => {
@@ -46,30 +55,45 @@ async fn read_rows(url: &str) -> anyhow::Result<Vec<LegacyRow>> {
                 .collect::<Result<Vec<_>, sqlx::Error>>()?
         };
     }
-    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-        let pool = sqlx::postgres::PgPoolOptions::new()
-            .max_connections(1)
-            .connect(url)
-            .await?;
-        let rows = sqlx::query(QUERY).fetch_all(&pool).await?;
-        pool.close().await;
-        Ok(rows!(rows))
-    } else {
-        let path = url
-            .strip_prefix("sqlite://")
-            .or_else(|| url.strip_prefix("sqlite:"))
-            .unwrap_or(url);
-        if !std::path::Path::new(path).exists() {
-            anyhow::bail!("no such file: {path}");
+    match SqlKind::of(url) {
+        Some(SqlKind::Postgres) => {
+            let pool = sqlx::postgres::PgPoolOptions::new()
+                .max_connections(1)
+                .connect(url)
+                .await?;
+            let rows = sqlx::query(QUERY).fetch_all(&pool).await?;
+            pool.close().await;
+            Ok(rows!(rows))
         }
-        let opts = sqlx::sqlite::SqliteConnectOptions::new().filename(path).read_only(true);
-        let pool = sqlx::sqlite::SqlitePoolOptions::new()
-            .max_connections(1)
-            .connect_with(opts)
-            .await?;
-        let rows = sqlx::query(QUERY).fetch_all(&pool).await?;
-        pool.close().await;
-        Ok(rows!(rows))
+        Some(SqlKind::MySql) => {
+            // utf8mb4, whatever the server's default: mobile numbers are ASCII, but a
+            // table of another charset must not fail to decode.
+            let options = <sqlx::mysql::MySqlConnectOptions as std::str::FromStr>::from_str(url)?.charset("utf8mb4");
+            let pool = sqlx::mysql::MySqlPoolOptions::new()
+                .max_connections(1)
+                .connect_with(options)
+                .await?;
+            let rows = sqlx::query(MYSQL_QUERY).fetch_all(&pool).await?;
+            pool.close().await;
+            Ok(rows!(rows))
+        }
+        Some(SqlKind::Sqlite) | None => {
+            let path = url
+                .strip_prefix("sqlite://")
+                .or_else(|| url.strip_prefix("sqlite:"))
+                .unwrap_or(url);
+            if !std::path::Path::new(path).exists() {
+                anyhow::bail!("no such file: {path}");
+            }
+            let opts = sqlx::sqlite::SqliteConnectOptions::new().filename(path).read_only(true);
+            let pool = sqlx::sqlite::SqlitePoolOptions::new()
+                .max_connections(1)
+                .connect_with(opts)
+                .await?;
+            let rows = sqlx::query(QUERY).fetch_all(&pool).await?;
+            pool.close().await;
+            Ok(rows!(rows))
+        }
     }
 }
 

@@ -1,4 +1,4 @@
-//! Several Passport processes on PostgreSQL and Redis behave as one service, and
+//! Several Passport processes on PostgreSQL (or MariaDB) and Redis behave as one service, and
 //! the service fails closed, then recovers, when a store goes down and comes back.
 
 mod support;
@@ -14,7 +14,7 @@ use passport::store::redis_tracking::{Watch, TRACKER_NAME, TRUST_WINDOW};
 use passport::store::{RefreshState, Session, SessionCheck, SessionPolicy, SessionStore, StoreError, StoreStats};
 use passport::App;
 use serde_json::{json, Value};
-use support::{PassportProcess, PrivatePostgres, PrivateRedis, TestDb};
+use support::{PassportProcess, PrivateMariadb, PrivatePostgres, PrivateRedis, TestDb, TestMysql};
 use tokio::sync::oneshot;
 
 const PASSWORD: &str = "correct horse battery staple";
@@ -75,13 +75,27 @@ fn token_of(login: &Value) -> String {
 async fn two_processes_on_postgres_and_redis_behave_as_one() {
     let test = "two_processes_on_postgres_and_redis_behave_as_one";
     let Some(db) = TestDb::create(test).await else { return };
+    two_processes_behave_as_one(test, &db.url).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_processes_on_mariadb_and_redis_behave_as_one() {
+    let test = "two_processes_on_mariadb_and_redis_behave_as_one";
+    let Some(db) = TestMysql::create(test).await else {
+        return;
+    };
+    two_processes_behave_as_one(test, &db.url).await;
+}
+
+/// Two processes on the user store at `database_url` and the shared Redis.
+async fn two_processes_behave_as_one(test: &str, database_url: &str) {
     let Some(redis) = support::shared_redis(test) else {
         return;
     };
     let prefix = format!("passport-test:{}:", support::unique());
     let (dir_a, dir_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     let shared = [
-        ("database_url", db.url.as_str()),
+        ("database_url", database_url),
         ("redis_url", redis.as_str()),
         ("redis_prefix", prefix.as_str()),
         ("max_sessions", "2"),
@@ -341,17 +355,39 @@ async fn redis_down_fails_closed_and_recovers_without_restart() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_down_refuses_logins_while_identify_keeps_working() {
     let test = "postgres_down_refuses_logins_while_identify_keeps_working";
-    let Some(redis) = support::shared_redis(test) else {
+    let Some(mut pg) = PrivatePostgres::start(test) else {
         return;
     };
-    let Some(mut pg) = PrivatePostgres::start(test) else {
+    let url = pg.url();
+    user_store_down_refuses_logins_while_identify_keeps_working(test, &url, &mut pg).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mariadb_down_refuses_logins_while_identify_keeps_working() {
+    let test = "mariadb_down_refuses_logins_while_identify_keeps_working";
+    let Some(mut mariadb) = PrivateMariadb::start(test) else {
+        return;
+    };
+    let db = TestMysql::create_on(&mariadb.admin_url()).await;
+    let url = db.url.clone();
+    user_store_down_refuses_logins_while_identify_keeps_working(test, &url, &mut mariadb).await;
+}
+
+/// The user store at `database_url`, on `server`, stops and comes back:
+/// register and login answer 503 `store_unavailable` meanwhile, identify keeps
+/// working from the session store, and the server recovers without a restart.
+async fn user_store_down_refuses_logins_while_identify_keeps_working(
+    test: &str,
+    database_url: &str,
+    server: &mut dyn support::StopAndStart,
+) {
+    let Some(redis) = support::shared_redis(test) else {
         return;
     };
     let dir = tempfile::tempdir().unwrap();
     let prefix = format!("passport-test:{}:", support::unique());
-    let pg_url = pg.url();
     let extra = [
-        ("database_url", pg_url.as_str()),
+        ("database_url", database_url),
         ("redis_url", redis.as_str()),
         ("redis_prefix", prefix.as_str()),
     ];
@@ -364,7 +400,7 @@ async fn postgres_down_refuses_logins_while_identify_keeps_working() {
     );
     let token = token_of(&post(&c, format!("{base}/passport/login"), creds.clone()).await.1);
 
-    pg.stop();
+    server.stop();
     let other = json!({"mobile": "13800000093", "password": PASSWORD});
     let (status, body) = post(&c, format!("{base}/passport/register"), other.clone()).await;
     assert_eq!(
@@ -383,7 +419,7 @@ async fn postgres_down_refuses_logins_while_identify_keeps_working() {
     assert_eq!(status, 200, "{body}");
     assert_eq!(c.get(format!("{base}/readyz")).send().await.unwrap().status(), 503);
 
-    pg.resume();
+    server.resume();
     eventually(&c, &format!("{base}/readyz"), 200, Duration::from_secs(30)).await;
     assert_eq!(post(&c, format!("{base}/passport/register"), other).await.0, 201);
     assert_eq!(post(&c, format!("{base}/passport/login"), creds).await.0, 200);

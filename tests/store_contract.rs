@@ -13,6 +13,7 @@ use passport::config::Overflow;
 use passport::ids::SessionId;
 use passport::store::embedded::EmbeddedSessions;
 use passport::store::embedded_cache::CachedSessions;
+use passport::store::mysql::MySqlUsers;
 use passport::store::postgres::PgUsers;
 use passport::store::redis::RedisSessions;
 use passport::store::redis_tracking::Watch;
@@ -539,6 +540,20 @@ async fn users_postgres() {
     }
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn users_mysql() {
+    for (name, case) in USER_CASES {
+        eprintln!("mysql: {name}");
+        let Some(db) = support::TestMysql::create("users_mysql").await else {
+            return;
+        };
+        let store = MySqlUsers::connect(&db.url, Arc::new(StoreStats::default()))
+            .await
+            .unwrap();
+        case(Arc::new(store)).await;
+    }
+}
+
 /// Streams, stored beside the users: one name once, an owner's streams in order,
 /// access and key changes, deletion.
 async fn streams_round_trip(users: Arc<dyn UserStore>, store: Arc<dyn StreamStore>) {
@@ -602,6 +617,19 @@ async fn streams_postgres() {
     };
     let store = Arc::new(
         PgUsers::connect(&db.url, Arc::new(StoreStats::default()))
+            .await
+            .unwrap(),
+    );
+    streams_round_trip(store.clone(), store).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn streams_mysql() {
+    let Some(db) = support::TestMysql::create("streams_mysql").await else {
+        return;
+    };
+    let store = Arc::new(
+        MySqlUsers::connect(&db.url, Arc::new(StoreStats::default()))
             .await
             .unwrap(),
     );

@@ -18,7 +18,9 @@ use std::path::{Path, PathBuf};
 use ipnet::IpNet;
 
 use crate::i18n::Lang;
-pub use values::{LogFormat, Overflow, RateLimit, Secret, SecretSource, StoreUrl, MAX_LEEWAY, MAX_TTL, MIN_SECRET_LEN};
+pub use values::{
+    LogFormat, Overflow, RateLimit, Secret, SecretSource, SqlKind, StoreUrl, MAX_LEEWAY, MAX_TTL, MIN_SECRET_LEN,
+};
 
 /// What the command line and a file need to know of a setting.
 #[derive(Clone, Copy, Debug)]
@@ -93,7 +95,7 @@ settings! {
     /// Embedded databases and the generated secret.
     data_dir: PathBuf = PathBuf::from("./data"),
         parse: |raw| values::non_empty(raw).map(PathBuf::from), example: "/var/lib/passport";
-    /// The user store: sqlite://… or postgres://…
+    /// The user store: sqlite://…, postgres://… or mysql://… (MySQL or MariaDB)
     database_url: StoreUrl = StoreUrl::new(format!("sqlite://{}", data_dir.join("passport.db").display())),
         parse: values::database_url, example: "postgres://passport:pw@127.0.0.1:5432/passport", secret;
     /// The session store: redis://… (unset: the embedded store); a cluster as

@@ -217,10 +217,33 @@ pub fn optional_path(raw: &str) -> Parsed<Option<PathBuf>> {
 }
 
 pub fn database_url(raw: &str) -> Parsed<StoreUrl> {
-    if !(raw.starts_with("sqlite:") || raw.starts_with("postgres://") || raw.starts_with("postgresql://")) {
-        return Err("must start with sqlite: or postgres://".into());
+    if SqlKind::of(raw).is_none() {
+        return Err("must start with sqlite:, postgres:// or mysql://".into());
     }
     Ok(StoreUrl(raw.to_owned()))
+}
+
+/// The kind of SQL database a URL names: the one place its scheme is read.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SqlKind {
+    Sqlite,
+    Postgres,
+    /// MySQL or MariaDB.
+    MySql,
+}
+
+impl SqlKind {
+    pub fn of(url: &str) -> Option<SqlKind> {
+        if url.starts_with("sqlite:") {
+            Some(SqlKind::Sqlite)
+        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Some(SqlKind::Postgres)
+        } else if url.starts_with("mysql://") || url.starts_with("mariadb://") {
+            Some(SqlKind::MySql)
+        } else {
+            None
+        }
+    }
 }
 
 /// A Redis URL, several separated by commas (a cluster); blank means none.

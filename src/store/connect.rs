@@ -2,9 +2,9 @@
 
 use std::sync::Arc;
 
-use super::{embedded, embedded_cache, postgres, redis, redis_tracking, sqlite};
+use super::{embedded, embedded_cache, mysql, postgres, redis, redis_tracking, sqlite};
 use super::{RateStore, SessionStore, StoreStats, StreamStore, UserStore};
-use crate::config::Config;
+use crate::config::{Config, SqlKind};
 
 /// Who opens the stores: the server keeps live sessions in memory and follows
 /// changes made by other processes; a one-shot command reads and writes SQL only.
@@ -29,16 +29,24 @@ pub struct Stores {
 pub async fn connect(config: &Config, mode: Mode) -> anyhow::Result<Stores> {
     let stats = Arc::new(StoreStats::default());
     let url = config.database_url.expose();
-    let (users, streams): (Arc<dyn UserStore>, Arc<dyn StreamStore>) = if url.starts_with("sqlite:") {
-        let sqlite = Arc::new(sqlite::SqliteUsers::connect(url, stats.clone()).await?);
-        (sqlite.clone(), sqlite)
-    } else {
-        let pg = Arc::new(
-            postgres::PgUsers::connect(url, stats.clone())
-                .await
-                .map_err(|e| anyhow::anyhow!("PASSPORT_DATABASE_URL ({}): {e}", config.database_url))?,
-        );
-        (pg.clone(), pg)
+    let in_url = |e: anyhow::Error| anyhow::anyhow!("PASSPORT_DATABASE_URL ({}): {e}", config.database_url);
+    let (users, streams): (Arc<dyn UserStore>, Arc<dyn StreamStore>) = match SqlKind::of(url) {
+        Some(SqlKind::Sqlite) => {
+            let sqlite = Arc::new(sqlite::SqliteUsers::connect(url, stats.clone()).await?);
+            (sqlite.clone(), sqlite)
+        }
+        Some(SqlKind::Postgres) => {
+            let pg = Arc::new(postgres::PgUsers::connect(url, stats.clone()).await.map_err(in_url)?);
+            (pg.clone(), pg)
+        }
+        Some(SqlKind::MySql) => {
+            let mysql = Arc::new(mysql::MySqlUsers::connect(url, stats.clone()).await.map_err(in_url)?);
+            (mysql.clone(), mysql)
+        }
+        None => anyhow::bail!(
+            "PASSPORT_DATABASE_URL ({}): not a database URL Passport knows",
+            config.database_url
+        ),
     };
     let (sessions, rates): (Arc<dyn SessionStore>, Arc<dyn RateStore>) = match &config.redis_url {
         Some(redis_url) => {

@@ -7,6 +7,7 @@
 mod connect;
 pub mod embedded;
 pub mod embedded_cache;
+pub mod mysql;
 pub mod postgres;
 pub mod redis;
 pub mod redis_tracking;

@@ -129,27 +129,50 @@ async fn import_from_the_original_postgres_database() {
     let target = crate::support::TestDb::create("import_from_the_original_postgres_database")
         .await
         .unwrap();
+    import_into_store(&target.url, &db.url).await;
+}
+
+/// Imports `source` into the user store at `target` (not SQLite), logs in as an
+/// imported user, and checks that new users get ids above the imported ones.
+async fn import_into_store(target: &str, source: &str) {
     let tmp = tempfile::tempdir().unwrap();
-    let out = run_command_with(
-        tmp.path(),
-        &[("database_url", &target.url)],
-        &["user", "import", &db.url],
-        "",
-    )
-    .await;
+    let out = run_command_with(tmp.path(), &[("database_url", target)], &["user", "import", source], "").await;
     assert!(
         String::from_utf8_lossy(&out.stdout).contains("imported 3"),
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let app = spawn_in(tmp.path(), &[("database_url", &target.url)]).await;
+    let app = spawn_in(tmp.path(), &[("database_url", target)]).await;
     assert_ok(app.login_raw("13800000102", "legacy-scrypt-pw").await, 200).await;
     let new_id = assert_ok(app.register("13800000199", PASSWORD).await, 201).await["user_id"]
         .as_i64()
         .unwrap();
-    assert!(
-        new_id > 105,
-        "the PostgreSQL id sequence continues above imported ids: {new_id}"
-    );
+    assert!(new_id > 105, "the store's ids continue above imported ids: {new_id}");
     app.stop().await;
+}
+
+#[tokio::test]
+async fn import_from_the_original_mysql_database() {
+    let test = "import_from_the_original_mysql_database";
+    let Some(db) = crate::support::TestMysql::create(test).await else {
+        return;
+    };
+    let mut conn = <sqlx::MySqlConnection as sqlx::Connection>::connect(&db.url)
+        .await
+        .unwrap();
+    // The table as SQLAlchemy's MySQL dialect creates it for the Flask model, with
+    // the fixture's rows.
+    let table = "CREATE TABLE user_login (user_id INTEGER NOT NULL AUTO_INCREMENT, mobile VARCHAR(11), \
+                 password_hash VARCHAR(256), last_login DATETIME, last_login_stamp INTEGER, \
+                 PRIMARY KEY (user_id), UNIQUE (mobile)) DEFAULT CHARSET = utf8mb4";
+    sqlx::raw_sql(table).execute(&mut conn).await.unwrap();
+    let sql = std::fs::read_to_string(fixture("flask_users.sql")).unwrap();
+    let rows: Vec<&str> = sql.lines().filter(|l| l.starts_with("INSERT")).collect();
+    assert_eq!(rows.len(), 5);
+    sqlx::raw_sql(&rows.join("\n")).execute(&mut conn).await.unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    import_and_log_in(tmp.path(), &db.url).await;
+    // The same import into a MariaDB user store.
+    let target = crate::support::TestMysql::create(test).await.unwrap();
+    import_into_store(&target.url, &db.url).await;
 }

@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 
 pub const DEFAULT_POSTGRES: &str = "postgres://postgres@127.0.0.1:5432/postgres";
 pub const DEFAULT_REDIS: &str = "redis://127.0.0.1:6379";
+pub const DEFAULT_MYSQL: &str = "mysql://root@127.0.0.1:3306/mysql";
 
 pub fn in_ci() -> bool {
     std::env::var("CI").is_ok_and(|v| v == "true" || v == "1")
@@ -28,9 +29,10 @@ pub fn unavailable(test: &str, what: &str) {
     }
     let _ = writeln!(
         std::io::stderr(),
-        "SKIPPED {test}: {what}. Start PostgreSQL on 127.0.0.1:5432 and Redis on 127.0.0.1:6379 \
-         (or set PASSPORT_TEST_POSTGRES_URL / PASSPORT_TEST_REDIS_URL), with redis-server, redis-cli \
-         and PostgreSQL's initdb installed, then run `cargo test`; with CI=true a missing backend fails."
+        "SKIPPED {test}: {what}. Start PostgreSQL on 127.0.0.1:5432, MariaDB (or MySQL) on \
+         127.0.0.1:3306 and Redis on 127.0.0.1:6379 (or set PASSPORT_TEST_POSTGRES_URL / \
+         PASSPORT_TEST_MYSQL_URL / PASSPORT_TEST_REDIS_URL), with redis-server, redis-cli, PostgreSQL's \
+         initdb and MariaDB's mariadbd installed, then run `cargo test`; with CI=true a missing backend fails."
     );
 }
 
@@ -361,6 +363,176 @@ impl Cluster {
             .map(|p| format!("redis://127.0.0.1:{p}"))
             .collect::<Vec<_>>()
             .join(",")
+    }
+}
+
+/// A private server a fault test stops and starts again.
+pub trait StopAndStart {
+    fn stop(&mut self);
+    fn resume(&mut self);
+}
+
+impl StopAndStart for PrivatePostgres {
+    fn stop(&mut self) {
+        PrivatePostgres::stop(self)
+    }
+    fn resume(&mut self) {
+        PrivatePostgres::resume(self)
+    }
+}
+
+impl StopAndStart for PrivateMariadb {
+    fn stop(&mut self) {
+        PrivateMariadb::stop(self)
+    }
+    fn resume(&mut self) {
+        PrivateMariadb::resume(self)
+    }
+}
+
+/// A database of this test's own on the shared MySQL or MariaDB, dropped afterwards.
+pub struct TestMysql {
+    pub url: String,
+    admin_url: String,
+    name: String,
+}
+
+impl TestMysql {
+    pub async fn create(test: &str) -> Option<TestMysql> {
+        let admin_url = std::env::var("PASSPORT_TEST_MYSQL_URL").unwrap_or_else(|_| DEFAULT_MYSQL.to_owned());
+        if !reachable(&host_port(&admin_url)) {
+            unavailable(test, &format!("MariaDB is not reachable at {}", host_port(&admin_url)));
+            return None;
+        }
+        Some(TestMysql::create_on(&admin_url).await)
+    }
+
+    /// A new database on the server of `admin_url` (which names any database).
+    pub async fn create_on(admin_url: &str) -> TestMysql {
+        let name = format!("passport_test_{}", unique());
+        let mut admin = <sqlx::MySqlConnection as sqlx::Connection>::connect(admin_url)
+            .await
+            .unwrap_or_else(|e| panic!("MariaDB at {}: {e}", host_port(admin_url)));
+        sqlx::Executor::execute(
+            &mut admin,
+            format!("CREATE DATABASE {name} CHARACTER SET utf8mb4 COLLATE utf8mb4_bin").as_str(),
+        )
+        .await
+        .unwrap();
+        let base = admin_url.rsplit_once('/').map(|(b, _)| b).unwrap_or(admin_url);
+        TestMysql {
+            url: format!("{base}/{name}"),
+            admin_url: admin_url.to_owned(),
+            name,
+        }
+    }
+}
+
+impl Drop for TestMysql {
+    fn drop(&mut self) {
+        let admin = self.admin_url.clone();
+        let name = self.name.clone();
+        let _ = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async move {
+                if let Ok(mut c) = <sqlx::MySqlConnection as sqlx::Connection>::connect(&admin).await {
+                    let _ = sqlx::Executor::execute(&mut c, format!("DROP DATABASE IF EXISTS {name}").as_str()).await;
+                }
+            })
+        })
+        .join();
+    }
+}
+
+/// A MariaDB server of the test's own (mariadb-install-db into a temp dir), to stop
+/// and start. It runs without grant tables: loopback only, for this test alone.
+pub struct PrivateMariadb {
+    pub port: u16,
+    dir: tempfile::TempDir,
+    process: Option<Processes>,
+}
+
+impl PrivateMariadb {
+    pub fn start(test: &str) -> Option<PrivateMariadb> {
+        if !Path::new("/usr/sbin/mariadbd").exists() || !have("mariadb-install-db") {
+            unavailable(test, "MariaDB's mariadbd and mariadb-install-db are not installed");
+            return None;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let mut install = Command::new("mariadb-install-db");
+        install
+            .arg("--no-defaults")
+            .arg(format!("--datadir={}", dir.path().join("data").display()))
+            .arg("--skip-test-db");
+        if is_root() {
+            install.arg("--user=root");
+        }
+        let out = install.output().expect("mariadb-install-db");
+        assert!(
+            out.status.success(),
+            "mariadb-install-db: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let mut db = PrivateMariadb {
+            port: free_port(),
+            dir,
+            process: None,
+        };
+        db.resume();
+        Some(db)
+    }
+
+    /// The URL of its `mysql` database (any test database is made beside it).
+    pub fn admin_url(&self) -> String {
+        format!("mysql://root@127.0.0.1:{}/mysql", self.port)
+    }
+
+    /// Stops the server (SIGKILL: every connection is cut at once, as in a crash;
+    /// InnoDB recovers at the next start).
+    pub fn stop(&mut self) {
+        if let Some(mut p) = self.process.take() {
+            for c in &mut p.0 {
+                let _ = c.kill();
+                let _ = c.wait();
+            }
+        }
+        let start = Instant::now();
+        while TcpStream::connect(("127.0.0.1", self.port)).is_ok() && start.elapsed() < Duration::from_secs(10) {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    pub fn resume(&mut self) {
+        let d = self.dir.path();
+        let mut server = Command::new("/usr/sbin/mariadbd");
+        server
+            .arg("--no-defaults")
+            .arg(format!("--datadir={}", d.join("data").display()))
+            .arg(format!("--socket={}", d.join("sock").display()))
+            .arg(format!("--pid-file={}", d.join("pid").display()))
+            .arg(format!("--log-error={}", d.join("error.log").display()))
+            .arg(format!("--port={}", self.port))
+            .args([
+                "--bind-address=127.0.0.1",
+                "--skip-grant-tables",
+                "--innodb-buffer-pool-size=16M",
+            ]);
+        if is_root() {
+            server.arg("--user=root");
+        }
+        let child = server
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("mariadbd");
+        self.process = Some(Processes(vec![child]));
+        assert!(
+            wait_for_port(self.port, Duration::from_secs(30)),
+            "mariadbd did not start"
+        );
     }
 }
 
