@@ -12,6 +12,13 @@ let lang = root.dataset.lang || "en";
 let words = {};
 let auth = null; // {token, refresh_token, session_id, user_id}
 let me = null;
+// Bumped at every login and logout: an answer to a request of an earlier login
+// must not write into the page (or bring a login back).
+let generation = 0;
+// The one refresh in flight: requests that find the token expired wait for it.
+let renewing = null;
+// The language last asked for: a slower catalogue must not win over a later click.
+let wantedLang = lang;
 
 // 401 codes that mean the login is over (as opposed to a wrong old password).
 const SESSION_OVER = new Set([
@@ -47,8 +54,11 @@ function translate() {
 }
 
 async function switchLanguage(code) {
+  wantedLang = code;
   if (code === lang) return;
-  words = await loadWords(code);
+  const loaded = await loadWords(code);
+  if (wantedLang !== code) return;
+  words = loaded;
   lang = code;
   root.lang = code === "zh" ? "zh-CN" : "en";
   root.dataset.lang = code;
@@ -61,6 +71,10 @@ async function switchLanguage(code) {
   document.cookie = `passport_lang=${code}; path=/; max-age=31536000; samesite=lax`;
   history.replaceState(null, "", `?lang=${code}${location.hash}`);
   clearNotice();
+  for (const alert of $$("form .error")) alert.hidden = true;
+  const panel = $("#key-panel");
+  if (!panel.hidden) $("#key-title").textContent = t("key.title", { name: panel.dataset.stream });
+  setTitle();
   await refreshView();
 }
 
@@ -80,14 +94,18 @@ class Failure extends Error {
   }
 }
 
-async function call(method, path, body, renew = true) {
+/// One request to the API. `anonymous` sends no token; `retried` is set on the
+/// second try after a renewed token.
+async function call(method, path, body, { anonymous = false, retried = false } = {}) {
+  const session = anonymous ? null : auth;
+  const gen = generation;
   const headers = { Accept: "application/json", "Accept-Language": lang };
   const init = { method, headers, credentials: "omit", cache: "no-store" };
   if (body !== undefined) {
     headers["Content-Type"] = "application/json";
     init.body = JSON.stringify(body);
   }
-  if (auth) headers.Authorization = `JWT ${auth.token}`;
+  if (session) headers.Authorization = `JWT ${session.token}`;
   let resp;
   try {
     resp = await fetch(path, init);
@@ -100,47 +118,53 @@ async function call(method, path, body, renew = true) {
   } catch {
     // Not our envelope (a proxy's error page): reported below.
   }
+  if (gen !== generation) throw new Failure(0, "stale", "");
   if (resp.ok && envelope) return envelope.data;
   const code = envelope?.error ?? "unknown";
-  if (resp.status === 401 && code === "token_expired" && renew && auth && (await renewToken())) {
-    return call(method, path, body, false);
+  if (resp.status === 401 && code === "token_expired" && session && !retried && (await renewToken(session))) {
+    return call(method, path, body, { retried: true });
   }
   const failure = new Failure(
     resp.status, code, envelope?.msg ?? t("error.mismatch"),
     Number.parseInt(resp.headers.get("Retry-After") ?? "0", 10) || 0,
   );
-  if (resp.status === 401 && auth && SESSION_OVER.has(code)) loggedOut(`${failure.message} ${t("notice.session_over")}`, true);
+  if (resp.status === 401 && session && session === auth && SESSION_OVER.has(code)) {
+    loggedOut(`${failure.message} ${t("notice.session_over")}`, true);
+  }
   throw failure;
 }
 
-/// A new access token from the refresh token (which rotates); false when refused.
-async function renewToken() {
-  const refreshToken = auth.refresh_token;
-  const saved = auth;
-  auth = null;
-  try {
-    const data = await call("POST", "/passport/refresh", { refresh_token: refreshToken }, false);
-    auth = { ...saved, token: data.token, refresh_token: data.refresh_token };
-    return true;
-  } catch {
-    auth = saved;
-    return false;
+/// A new access token for `session` from its refresh token (which rotates): one
+/// refresh at a time, whoever else found the token expired waits for the same one.
+/// False when refused or when the login ended meanwhile.
+function renewToken(session) {
+  if (auth !== session) return Promise.resolve(auth !== null && auth.session_id === session.session_id);
+  if (!renewing) {
+    const gen = generation;
+    renewing = call("POST", "/passport/refresh", { refresh_token: session.refresh_token }, { anonymous: true, retried: true })
+      .then((data) => {
+        if (gen !== generation || auth !== session) return false;
+        auth = { ...session, token: data.token, refresh_token: data.refresh_token };
+        return true;
+      })
+      .catch(() => false)
+      .finally(() => { renewing = null; });
   }
+  return renewing;
 }
 
 // ---------------------------------------------------------------- notices and forms
 
+// The notice is a live region that stays in the page (an empty one takes no
+// room), so that screen readers announce each new text.
 function notice(text, bad = false) {
   const box = $("#notice");
-  box.textContent = text;
   box.classList.toggle("bad", bad);
-  box.hidden = false;
+  box.textContent = text;
 }
 
 function clearNotice() {
-  const box = $("#notice");
-  box.hidden = true;
-  box.textContent = "";
+  $("#notice").textContent = "";
 }
 
 /// The words for a failure, with the wait when the server asked for one.
@@ -165,6 +189,7 @@ function onSubmit(form, action) {
     try {
       await action(Object.fromEntries(new FormData(form)));
     } catch (failure) {
+      if (failure instanceof Failure && failure.code === "stale") return;
       if (!auth && failure instanceof Failure && SESSION_OVER.has(failure.code) && form.closest("[data-view=account],[data-view=streams]")) return;
       alert.textContent = failureText(failure);
       alert.hidden = false;
@@ -177,14 +202,19 @@ function onSubmit(form, action) {
   });
 }
 
-/// Runs a button's action; a failure becomes a notice.
-async function act(action) {
+/// Runs an action (of `button`, disabled meanwhile so that it runs once); a
+/// failure becomes a notice.
+async function act(action, button = null) {
+  if (button?.disabled) return;
   clearNotice();
+  if (button) button.disabled = true;
   try {
     await action();
   } catch (failure) {
-    if (failure instanceof Failure && !auth && SESSION_OVER.has(failure.code)) return;
+    if (failure instanceof Failure && (failure.code === "stale" || (!auth && SESSION_OVER.has(failure.code)))) return;
     notice(failureText(failure), true);
+  } finally {
+    if (button) button.disabled = false;
   }
 }
 
@@ -199,6 +229,8 @@ const VIEWS = {
 let current = null;
 
 function route() {
+  // Only `#/view` names a view; another fragment (the skip link's) keeps this one.
+  if (current !== null && !location.hash.startsWith("#/")) return;
   let name = location.hash.replace(/^#\/?/, "");
   if (!VIEWS[name]) name = auth ? "account" : "login";
   if (VIEWS[name].signedIn !== Boolean(auth)) name = auth ? "account" : "login";
@@ -211,18 +243,30 @@ function route() {
     else a.removeAttribute("aria-current");
   }
   if (name !== "streams") hideKey();
+  setTitle();
   // Where a screen reader and the keyboard continue after a change of view.
-  if (!first) {
-    const heading = $(`[data-view=${name}] h1`);
-    heading.tabIndex = -1;
-    heading.focus();
-  }
+  if (!first) focusOn($(`[data-view=${name}] h1`));
   refreshView();
 }
 
+function setTitle() {
+  document.title = `${$(`[data-view=${current}] h1`).textContent} · ${t("title")}`;
+}
+
+function focusOn(element) {
+  element.tabIndex = -1;
+  element.focus();
+}
+
+/// Loads the data of the view on screen. `data-loaded-view` names the view whose
+/// data is on screen and `data-loads` counts the loads done (the tests wait on them).
 async function refreshView() {
-  const load = VIEWS[current]?.load;
+  const view = current;
+  delete document.body.dataset.loadedView;
+  const load = VIEWS[view]?.load;
   if (load) await act(load);
+  if (current === view) document.body.dataset.loadedView = view;
+  document.body.dataset.loads = String(Number(document.body.dataset.loads || 0) + 1);
 }
 
 function go(name) {
@@ -234,9 +278,23 @@ function go(name) {
 function loggedOut(text, bad = false) {
   auth = null;
   me = null;
+  generation += 1;
   hideKey();
+  forgetPages();
   go("login");
   if (text) notice(text, bad);
+}
+
+/// Nothing of the last login stays in the page for whoever uses it next.
+function forgetPages() {
+  for (const dd of $$("#profile dd")) dd.textContent = "";
+  $("#devices").replaceChildren();
+  $("#streams").replaceChildren();
+  for (const tab of $$(".streams-tab")) tab.hidden = true;
+  for (const form of $$("form")) {
+    form.reset();
+    $(".error", form).hidden = true;
+  }
 }
 
 function deviceName() {
@@ -246,6 +304,7 @@ function deviceName() {
 
 async function logIn(mobile, password, device) {
   const data = await call("POST", "/passport/login", { mobile, password, device: device || deviceName() });
+  generation += 1;
   auth = { token: data.token, refresh_token: data.refresh_token, session_id: data.session_id, user_id: data.user_id };
   go("account");
 }
@@ -257,8 +316,17 @@ onSubmit($("#login-form"), async ({ mobile, password, device }) => {
 
 onSubmit($("#signup-form"), async ({ mobile, password }) => {
   await call("POST", "/passport/register", { mobile: mobile.trim(), password });
-  await logIn(mobile.trim(), password, "");
   $("#signup-form").reset();
+  try {
+    await logIn(mobile.trim(), password, "");
+  } catch (failure) {
+    // The account exists: what is left is the login, on its own form.
+    go("login");
+    $("#login-mobile").value = mobile.trim();
+    const alert = $("#login-form .error");
+    alert.textContent = failureText(failure);
+    alert.hidden = false;
+  }
 });
 
 // ---------------------------------------------------------------- account
@@ -291,36 +359,36 @@ function renderDevices(sessions) {
     end.setAttribute("aria-describedby", name.id);
     if (session.current) {
       end.textContent = t("account.logout");
-      end.addEventListener("click", logOutHere);
+      end.addEventListener("click", () => logOutHere(end));
     } else {
       end.addEventListener("click", () => act(async () => {
         await call("DELETE", `/passport/sessions/${encodeURIComponent(session.session_id)}`);
         await loadAccount();
         notice(t("devices.ended"));
-      }));
+        focusOn($("#devices-title"));
+      }, end));
     }
     return row;
   });
   $("#devices").replaceChildren(...rows);
 }
 
-function logOutHere() {
+/// Ends this session on the server, then forgets it here. When the server cannot
+/// be told (network, 503), the login stays so that "log out" can be tried again:
+/// forgetting it here alone would leave a live session behind.
+function logOutHere(button) {
   return act(async () => {
-    try {
-      await call("POST", "/passport/logout");
-    } finally {
-      // Forgotten here whatever the answer: the token no longer leaves this page.
-      if (auth) loggedOut(t("notice.logged_out"));
-    }
-  });
+    await call("POST", "/passport/logout");
+    loggedOut(t("notice.logged_out"));
+  }, button);
 }
 
-for (const button of $$(".logout")) button.addEventListener("click", logOutHere);
+for (const button of $$(".logout")) button.addEventListener("click", () => logOutHere(button));
 
-$("#logout-all").addEventListener("click", () => act(async () => {
+$("#logout-all").addEventListener("click", (event) => act(async () => {
   await call("POST", "/passport/logout_all");
   loggedOut(t("notice.logged_out_all"));
-}));
+}, event.currentTarget));
 
 onSubmit($("#password-form"), async ({ old_password, new_password }) => {
   await call("POST", "/passport/password", { old_password, new_password });
@@ -340,38 +408,62 @@ async function loadStreams() {
 function streamRow(stream) {
   const row = $("#stream-row").content.firstElementChild.cloneNode(true);
   $(".stream-name", row).textContent = stream.name;
+  const id = `stream-${stream.name}`;
+  const name = $(".stream-name", row);
+  name.id = `${id}-name`;
   const select = $("select", row);
-  select.id = `access-${stream.name}`;
+  const label = $(".stream-access-label", row);
+  select.id = `${id}-access`;
+  label.id = `${id}-access-label`;
+  label.htmlFor = select.id;
+  // Each row's controls are named with their stream ("Who may watch music-night").
+  select.setAttribute("aria-labelledby", `${label.id} ${name.id}`);
   select.value = stream.access;
-  $(".stream-access-label", row).htmlFor = select.id;
+  let saved = stream.access;
   select.addEventListener("change", () => act(async () => {
-    await call("PATCH", `/passport/streams/${stream.name}`, { access: select.value });
-    notice(t("streams.access_saved", { name: stream.name }));
+    try {
+      await call("PATCH", `/passport/streams/${stream.name}`, { access: select.value });
+      saved = select.value;
+      notice(t("streams.access_saved", { name: stream.name }));
+    } catch (failure) {
+      select.value = saved; // the page shows what the server keeps
+      throw failure;
+    }
   }));
-  $(".rotate", row).setAttribute("aria-label", `${t("streams.rotate")}: ${stream.name}`);
-  $(".rotate", row).addEventListener("click", () => act(async () => {
+  const rotate = $(".rotate", row);
+  rotate.setAttribute("aria-label", `${t("streams.rotate")}: ${stream.name}`);
+  rotate.addEventListener("click", () => act(async () => {
     const { key } = await call("POST", `/passport/streams/${stream.name}/key`);
     showKey(stream.name, key);
     notice(t("streams.rotated", { name: stream.name }));
-  }));
+  }, rotate));
   const remove = $(".delete", row);
   const confirm = $(".confirm", row);
+  const question = $(".confirm-text", row);
+  question.id = `${id}-confirm`;
+  confirm.setAttribute("aria-labelledby", question.id);
   remove.setAttribute("aria-label", `${t("streams.delete")}: ${stream.name}`);
-  $(".confirm-text", row).textContent = t("streams.confirm_delete", { name: stream.name });
+  question.textContent = t("streams.confirm_delete", { name: stream.name });
+  const cancel = () => {
+    confirm.hidden = true;
+    remove.focus();
+  };
   remove.addEventListener("click", () => {
     confirm.hidden = false;
     $(".confirm-no", row).focus();
   });
-  $(".confirm-no", row).addEventListener("click", () => {
-    confirm.hidden = true;
-    remove.focus();
+  $(".confirm-no", row).addEventListener("click", cancel);
+  confirm.addEventListener("keydown", (event) => {
+    if (event.key === "Escape") cancel();
   });
-  $(".confirm-yes", row).addEventListener("click", () => act(async () => {
+  const yes = $(".confirm-yes", row);
+  yes.addEventListener("click", () => act(async () => {
     await call("DELETE", `/passport/streams/${stream.name}`);
     if ($("#key-panel").dataset.stream === stream.name) hideKey();
     await loadStreams();
     notice(t("streams.deleted", { name: stream.name }));
-  }));
+    focusOn($("#stream-list-title"));
+  }, yes));
   return row;
 }
 
@@ -398,8 +490,7 @@ function showKey(name, key) {
   $("#key-server").value = publishUrl();
   $("#key-value").value = key;
   panel.hidden = false;
-  $("#key-title").tabIndex = -1;
-  $("#key-title").focus();
+  focusOn($("#key-title"));
 }
 
 function hideKey() {
@@ -409,7 +500,10 @@ function hideKey() {
   $("#key-value").value = "";
 }
 
-$("#key-done").addEventListener("click", hideKey);
+$("#key-done").addEventListener("click", () => {
+  hideKey();
+  focusOn($("#stream-create-title"));
+});
 
 for (const button of $$("[data-copy]")) {
   button.addEventListener("click", async () => {
@@ -435,6 +529,12 @@ for (const a of $$(".langs a")) {
 
 window.addEventListener("hashchange", route);
 
+// The skip link moves the focus; it does not change the view.
+$(".skip").addEventListener("click", (event) => {
+  event.preventDefault();
+  focusOn($("#main"));
+});
+
 // The tab of the view on screen reloads it (a new device, a stream made elsewhere).
 for (const tab of $$(".tabs a")) {
   tab.addEventListener("click", (event) => {
@@ -449,6 +549,8 @@ loadWords(lang)
   .then((loaded) => { words = loaded; })
   .catch(() => { /* The server-rendered texts stay; messages fall back to keys. */ })
   .finally(() => {
+    // The forms post nowhere without this script: their buttons start disabled.
+    for (const button of $$("form button[type=submit]")) button.disabled = false;
     route();
     root.dataset.ready = "true";
   });

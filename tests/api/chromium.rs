@@ -48,7 +48,12 @@ pub struct Browser {
     pub client: Client,
     driver: Child,
     _profile: tempfile::TempDir,
+    // One browser at a time in this test binary: Chromium beside Chromium on two
+    // cores makes every wait a race with the clock.
+    _turn: tokio::sync::OwnedMutexGuard<()>,
 }
+
+static TURN: std::sync::LazyLock<std::sync::Arc<tokio::sync::Mutex<()>>> = std::sync::LazyLock::new(Default::default);
 
 impl Browser {
     /// A headless Chromium at `size`, or None (after saying why) when this machine
@@ -66,6 +71,7 @@ impl Browser {
             unavailable(test, &format!("axe-core not found at {}", axe_path().display()));
             return None;
         }
+        let turn = TURN.clone().lock_owned().await;
         let port = free_port();
         let driver = {
             use std::os::unix::process::CommandExt;
@@ -109,7 +115,20 @@ impl Browser {
             client,
             driver,
             _profile: profile,
+            _turn: turn,
         };
+        // Every Content-Security-Policy violation, from the first byte of each page
+        // on, is kept for `foreign_loads` (a script given to the browser itself runs
+        // before the page's and is not subject to its policy).
+        browser
+            .client
+            .issue_cmd(Cdp(
+                "Page.addScriptToEvaluateOnNewDocument",
+                json!({"source": "window.cspViolations = []; document.addEventListener('securitypolicyviolation', \
+                       (e) => window.cspViolations.push(e.violatedDirective + ' ' + e.blockedURI));"}),
+            ))
+            .await
+            .unwrap();
         browser.resize(size).await;
         Some(browser)
     }
@@ -135,10 +154,23 @@ impl Browser {
             "the page's script to start",
         )
         .await;
-        // Any Content-Security-Policy violation from here on is kept for `csp_violations`.
-        self.eval(
-            "window.cspViolations = []; document.addEventListener('securitypolicyviolation', \
-             (e) => window.cspViolations.push(e.violatedDirective + ' ' + e.blockedURI));",
+    }
+
+    /// How many times the page's script has finished loading a view's data.
+    pub async fn loads(&self) -> u64 {
+        self.eval("return Number(document.body.dataset.loads || 0)")
+            .await
+            .as_u64()
+            .unwrap()
+    }
+
+    /// Waits until the view on screen has finished loading its data (after a click
+    /// that shows or reloads a view).
+    pub async fn loaded(&self) {
+        self.until(
+            "(() => { const v = document.querySelector('.view:not([hidden])'); \
+               return v && document.body.dataset.loadedView === v.dataset.view; })()",
+            "the view's data",
         )
         .await;
     }

@@ -10,7 +10,8 @@ use super::chromium::{Browser, DESKTOP, PHONE};
 use super::helpers::*;
 
 const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; \
-                   connect-src 'self'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'";
+                   connect-src 'self'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'; \
+                   require-trusted-types-for 'script'; trusted-types 'none'";
 
 async fn get(app: &TestApp, path: &str, headers: &[(&str, &str)]) -> reqwest::Response {
     let mut req = app.client.get(app.url(path));
@@ -75,11 +76,23 @@ async fn the_page_and_its_assets_carry_a_strict_policy_and_no_inline_code() {
         assert!(!url.starts_with("//"), "{url}");
     }
     assert!(!html.contains('⟦'), "a text missing from the catalogue");
+    // Every form posts (a form submitted before the script runs must not put the
+    // password in a URL), and its button waits for the script.
+    let forms = regex::Regex::new(r"<form[^>]*>").unwrap();
+    assert_eq!(forms.find_iter(&html).count(), 4);
+    for form in forms.find_iter(&html) {
+        assert!(form.as_str().contains(r#"method="post""#), "{}", form.as_str());
+    }
+    assert_eq!(html.matches(r#"<button type="submit" disabled>"#).count(), 4);
 
     // The script keeps no token anywhere but in memory.
     let script = get(&app, "/assets/app.js", &[]).await.text().await.unwrap();
     let storage = regex::Regex::new(r"\b(localStorage|sessionStorage|indexedDB)\s*[.\[]").unwrap();
     assert!(!storage.is_match(&script), "app.js uses web storage");
+    // And writes text, never HTML (the policy's Trusted Types refuse it anyway).
+    for sink in ["innerHTML", "outerHTML", "insertAdjacentHTML", "document.write"] {
+        assert!(!script.contains(sink), "app.js uses {sink}");
+    }
     app.stop().await;
 }
 
@@ -146,6 +159,7 @@ async fn log_in(b: &Browser, mobile: &str, password: &str) {
     b.fill("#login-device", "Laptop").await;
     b.click("#login-form button[type=submit]").await;
     b.view("account").await;
+    b.loaded().await;
     b.until(
         "document.querySelector('#profile-user-id').textContent !== ''",
         "the profile",
@@ -264,6 +278,56 @@ async fn a_password_change_logs_out_and_only_the_new_password_works() {
     app.stop().await;
 }
 
+/// An access token that expires while the page is open is renewed once, with the
+/// refresh token, though the account view asks two things at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_expired_access_token_is_renewed_while_the_page_is_open() {
+    let test = "an_expired_access_token_is_renewed_while_the_page_is_open";
+    let app = spawn_app_with(&[("access_ttl", "2"), ("leeway", "0")]).await;
+    app.register("13800000207", PASSWORD).await;
+    let Some(b) = Browser::start(test, DESKTOP).await else {
+        return;
+    };
+    b.open(&app.url("/")).await;
+    log_in(&b, "13800000207", PASSWORD).await;
+    tokio::time::sleep(std::time::Duration::from_secs(3)).await;
+    let loads = b.loads().await;
+    b.click(".view:not([hidden]) .tabs a[data-tab=account]").await;
+    b.until(
+        &format!("Number(document.body.dataset.loads) > {loads}"),
+        "the view reloaded",
+    )
+    .await;
+    b.view("account").await;
+    b.text("#profile-mobile", "+8613800000207").await;
+    assert_eq!(rows(&b, "#devices").await, 1, "{}", b.state().await);
+    let notice = b.eval("return document.querySelector('#notice').textContent").await;
+    assert_eq!(notice, json!(""), "no failure shown");
+    // The session lives on: logging out still works with the renewed token.
+    b.click(".view:not([hidden]) .tabs .logout").await;
+    b.view("login").await;
+    b.text("#notice", "You are logged out").await;
+    b.close().await;
+    // One refresh for both requests, and no replay of a rotated-out token (the
+    // audit log is written in order: the logout's line comes after).
+    let mut events: Vec<String> = Vec::new();
+    for _ in 0..100 {
+        events = app
+            .audit_lines()
+            .await
+            .iter()
+            .map(|l| l["event"].as_str().unwrap_or("").to_owned())
+            .collect();
+        if events.iter().any(|e| e == "logout") {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(events.iter().filter(|e| *e == "refresh").count(), 1, "{events:?}");
+    assert!(!events.iter().any(|e| e == "refresh_reused"), "{events:?}");
+    app.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rate_limiting_is_shown_with_its_wait() {
     let test = "rate_limiting_is_shown_with_its_wait";
@@ -359,9 +423,21 @@ async fn the_chinese_page_is_chinese_and_the_switch_keeps_the_login() {
     // Switched to English while logged in: the words change, the login stays.
     log_in(&b, "13800000205", PASSWORD).await;
     b.text("#account-title", "我的账号").await;
+    let loads = b.loads().await;
     b.click(".langs a[data-lang=en]").await;
     b.text("#account-title", "Your account").await;
-    b.text("#devices .this-device", "This device").await;
+    // The view was loaded again with the same login, and the API now answers in English.
+    b.until(
+        &format!("Number(document.body.dataset.loads) > {loads}"),
+        "the view reloaded",
+    )
+    .await;
+    b.text("#profile-mobile", "+8613800000205").await;
+    b.fill("#password-old", "not the password").await;
+    b.fill("#password-new", "a different horse battery staple").await;
+    b.click("#password-form button[type=submit]").await;
+    b.text("#password-form .error", "old password is wrong").await;
+    b.text("#devices .this-device:not([hidden])", "This device").await;
     b.view("account").await;
     assert_eq!(b.eval("return document.documentElement.lang").await, json!("en"));
     b.click(".langs a[data-lang=zh]").await;
@@ -398,6 +474,7 @@ async fn a_streamer_creates_a_stream_sees_its_key_once_rotates_and_deletes_it() 
     log_in(&b, "13800000206", PASSWORD).await;
     b.click(".view:not([hidden]) .tabs a[data-tab=streams]").await;
     b.view("streams").await;
+    b.loaded().await;
     b.text("#streams-none", "No streams").await;
 
     b.fill("#stream-name", "evening-show").await;
@@ -421,12 +498,17 @@ async fn a_streamer_creates_a_stream_sees_its_key_once_rotates_and_deletes_it() 
     b.view("account").await;
     b.click(".view:not([hidden]) .tabs a[data-tab=streams]").await;
     b.view("streams").await;
-    b.until("document.querySelectorAll('#streams > li').length === 1", "the list")
+    b.loaded().await;
+    assert_eq!(rows(&b, "#streams").await, 1);
+    // Nowhere on the page any more: not in a field, not in the text.
+    let shown = b
+        .eval(
+            "return document.body.innerText + ' ' + Array.from(document.querySelectorAll('input')) \
+               .map((i) => i.value).join(' ')",
+        )
         .await;
-    assert!(
-        !b.client.source().await.unwrap().contains(&key),
-        "the key is still in the page"
-    );
+    assert!(!shown.as_str().unwrap().contains(&key), "the key is still on the page");
+    assert_eq!(b.value("#key-value").await, "");
 
     // A new key: shown once; the old one is dead at once.
     b.click("#streams .rotate").await;

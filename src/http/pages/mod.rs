@@ -21,9 +21,11 @@ use crate::i18n::Lang;
 use crate::state::AppState;
 
 /// Scripts, styles, images and requests from this origin only; no inline script or
-/// style, no plugins, no framing, forms post only here.
+/// style, no plugins, no framing, forms post only here; and no string may become
+/// HTML or script (Trusted Types with no policy: the page's script writes text only).
 pub const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; script-src 'self'; style-src 'self'; \
-     img-src 'self'; connect-src 'self'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'";
+     img-src 'self'; connect-src 'self'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'; \
+     require-trusted-types-for 'script'; trusted-types 'none'";
 
 /// The cookie that remembers a language chosen with the switch. Not a credential.
 const LANG_COOKIE: &str = "passport_lang";

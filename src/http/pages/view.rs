@@ -44,7 +44,7 @@ pub fn document(page: &Page) -> Markup {
                 link rel="stylesheet" href="/assets/app.css";
                 script type="module" src="/assets/app.js" {}
             }
-            body data-password-min=(page.password_min) data-publish-url=[page.publish_url] {
+            body data-publish-url=[page.publish_url] {
                 a.skip href="#main" { (t("skip")) }
                 header.top {
                     span.brand { "Passport" }
@@ -54,11 +54,11 @@ pub fn document(page: &Page) -> Markup {
                     }
                 }
                 main #main tabindex="-1" {
-                    div #notice .notice role="status" aria-live="polite" hidden {}
+                    div #notice .notice role="status" aria-live="polite" {}
 
                     section #view-login .view data-view="login" aria-labelledby="login-title" {
                         h1 #login-title { (t("login.title")) }
-                        form #login-form .card novalidate {
+                        form #login-form .card method="post" novalidate {
                             (field("login-mobile", t("field.mobile"), html! {
                                 input #login-mobile name="mobile" type="tel" autocomplete="username" inputmode="tel" required;
                             }))
@@ -70,14 +70,14 @@ pub fn document(page: &Page) -> Markup {
                                     placeholder=(c.get("field.device_placeholder")) data-t-placeholder="field.device_placeholder";
                             }))
                             p .error role="alert" hidden {}
-                            button type="submit" { (t("login.submit")) }
+                            button type="submit" disabled { (t("login.submit")) }
                         }
                         p { (t("login.to_signup")) " " a href="#/signup" { (t("login.signup_link")) } }
                     }
 
                     section #view-signup .view data-view="signup" aria-labelledby="signup-title" hidden {
                         h1 #signup-title { (t("signup.title")) }
-                        form #signup-form .card novalidate {
+                        form #signup-form .card method="post" novalidate {
                             (field("signup-mobile", t("field.mobile"), html! {
                                 input #signup-mobile name="mobile" type="tel" autocomplete="username" inputmode="tel"
                                     required aria-describedby="signup-mobile-hint";
@@ -89,7 +89,7 @@ pub fn document(page: &Page) -> Markup {
                                 p #signup-password-hint .hint { (password_hint) }
                             }))
                             p .error role="alert" hidden {}
-                            button type="submit" { (t("signup.submit")) }
+                            button type="submit" disabled { (t("signup.submit")) }
                         }
                         p { (t("signup.to_login")) " " a href="#/login" { (t("signup.login_link")) } }
                     }
@@ -115,7 +115,7 @@ pub fn document(page: &Page) -> Markup {
                         }
                         section .card aria-labelledby="password-title" {
                             h2 #password-title { (t("password.title")) }
-                            form #password-form novalidate {
+                            form #password-form method="post" novalidate {
                                 (field("password-old", t("field.old_password"), html! {
                                     input #password-old name="old_password" type="password" autocomplete="current-password" required;
                                 }))
@@ -125,7 +125,7 @@ pub fn document(page: &Page) -> Markup {
                                     p #password-new-hint .hint { (password_hint) " " (t("password.note")) }
                                 }))
                                 p .error role="alert" hidden {}
-                                button type="submit" { (t("password.submit")) }
+                                button type="submit" disabled { (t("password.submit")) }
                             }
                         }
                     }
@@ -139,20 +139,20 @@ pub fn document(page: &Page) -> Markup {
                             (field("key-server", t("key.server"), html! {
                                 div .copyable {
                                     input #key-server type="text" readonly;
-                                    button type="button" data-copy="key-server" { (t("key.copy")) }
+                                    button type="button" data-copy="key-server" aria-describedby="key-server-label" { (t("key.copy")) }
                                 }
                             }))
                             (field("key-value", t("key.value"), html! {
                                 div .copyable {
                                     input #key-value type="text" readonly autocomplete="off" spellcheck="false";
-                                    button type="button" data-copy="key-value" { (t("key.copy")) }
+                                    button type="button" data-copy="key-value" aria-describedby="key-value-label" { (t("key.copy")) }
                                 }
                             }))
                             button #key-done type="button" { (t("key.done")) }
                         }
                         section .card aria-labelledby="stream-create-title" {
                             h2 #stream-create-title { (t("streams.create_title")) }
-                            form #stream-form novalidate {
+                            form #stream-form method="post" novalidate {
                                 (field("stream-name", t("field.stream_name"), html! {
                                     input #stream-name name="name" type="text" required maxlength="64" autocomplete="off"
                                         autocapitalize="none" spellcheck="false" pattern="[a-z0-9][a-z0-9_\\-]{0,63}"
@@ -161,14 +161,13 @@ pub fn document(page: &Page) -> Markup {
                                 }))
                                 (field("stream-access", t("field.access"), access_select("stream-access", c)))
                                 p .error role="alert" hidden {}
-                                button type="submit" { (t("streams.create")) }
+                                button type="submit" disabled { (t("streams.create")) }
                             }
                         }
                         section .card aria-labelledby="stream-list-title" {
                             h2 #stream-list-title { (t("streams.list_title")) }
                             p #streams-none hidden { (t("streams.none")) }
                             ul #streams .rows {}
-                            p #streams-error .error role="alert" hidden {}
                         }
                     }
                 }
@@ -189,7 +188,7 @@ pub fn document(page: &Page) -> Markup {
                             button type="button" .secondary .rotate { (t("streams.rotate")) }
                             button type="button" .danger .delete { (t("streams.delete")) }
                         }
-                        div .confirm hidden {
+                        div .confirm role="group" hidden {
                             p .confirm-text {}
                             button type="button" .danger .confirm-yes { (t("streams.confirm_yes")) }
                             button type="button" .secondary .confirm-no { (t("streams.cancel")) }
@@ -201,11 +200,12 @@ pub fn document(page: &Page) -> Markup {
     }
 }
 
-/// A labelled field: the label's `for` names the control's id.
+/// A labelled field: the label's `for` names the control's id; the label is
+/// `<id>-label`, for controls that refer to it.
 fn field(id: &str, label: Markup, control: Markup) -> Markup {
     html! {
         div .field {
-            label for=(id) { (label) }
+            label #(format!("{id}-label")) for=(id) { (label) }
             (control)
         }
     }
