@@ -623,6 +623,43 @@ async fn streams_postgres() {
     streams_round_trip(store.clone(), store).await;
 }
 
+/// Every table of the MySQL store is utf8mb4 with a binary collation (exact
+/// comparisons of mobiles, hashes and names), whatever the server's default.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mysql_tables_are_utf8mb4_and_compare_exactly() {
+    let Some(db) = support::TestMysql::create("mysql_tables_are_utf8mb4_and_compare_exactly").await else {
+        return;
+    };
+    let store = MySqlUsers::connect(&db.url, Arc::new(StoreStats::default()))
+        .await
+        .unwrap();
+    let mut conn = <sqlx::MySqlConnection as sqlx::Connection>::connect(&db.url)
+        .await
+        .unwrap();
+    let rows: Vec<(String, String)> = sqlx::query_as(
+        "SELECT CAST(table_name AS CHAR), CAST(table_collation AS CHAR) FROM information_schema.tables \
+         WHERE table_schema = DATABASE() AND table_name IN ('users', 'streams') ORDER BY table_name",
+    )
+    .fetch_all(&mut conn)
+    .await
+    .unwrap();
+    let expected = [("streams", "utf8mb4_bin"), ("users", "utf8mb4_bin")];
+    let rows: Vec<(&str, &str)> = rows.iter().map(|(t, c)| (t.as_str(), c.as_str())).collect();
+    assert_eq!(rows, expected);
+    let columns: Vec<(String, String)> = sqlx::query_as(
+        "SELECT CAST(column_name AS CHAR), CAST(character_set_name AS CHAR) FROM information_schema.columns \
+         WHERE table_schema = DATABASE() AND character_set_name IS NOT NULL AND character_set_name <> 'utf8mb4'",
+    )
+    .fetch_all(&mut conn)
+    .await
+    .unwrap();
+    assert!(columns.is_empty(), "{columns:?}");
+    // Hashes differ in case only: a compare-and-set on one never matches the other.
+    let id = store.create("+8613800000079", "$argon2id$AbC", &[], NOW).await.unwrap();
+    assert!(!store.replace_password_hash(id, "$argon2id$abc", "x").await.unwrap());
+    assert!(store.replace_password_hash(id, "$argon2id$AbC", "x").await.unwrap());
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn streams_mysql() {
     let Some(db) = support::TestMysql::create("streams_mysql").await else {

@@ -347,6 +347,23 @@ mod tests {
     }
 
     #[test]
+    fn every_database_url_form_is_known_by_its_scheme() {
+        for (url, kind) in [
+            ("sqlite:///srv/p/passport.db", SqlKind::Sqlite),
+            ("sqlite:passport.db", SqlKind::Sqlite),
+            ("postgres://passport@db:5432/passport", SqlKind::Postgres),
+            ("postgresql://passport@db/passport", SqlKind::Postgres),
+            ("mysql://passport:pw@db:3306/passport", SqlKind::MySql),
+            ("mariadb://passport:pw@db:3306/passport", SqlKind::MySql),
+        ] {
+            let c = from_pairs(&[("database_url", url)]).unwrap();
+            assert_eq!(SqlKind::of(c.database_url.expose()), Some(kind), "{url}");
+        }
+        let err = from_pairs(&[("database_url", "mongodb://db/passport")]).unwrap_err();
+        assert_eq!(err.key, "database_url");
+    }
+
+    #[test]
     fn bad_values_name_the_setting() {
         for (k, v) in [
             ("max_sessions", "0"),
@@ -359,7 +376,7 @@ mod tests {
             ("secret_key", "short"),
             ("default_region", "XX"),
             ("trusted_proxies", "10.0.0.0/99"),
-            ("database_url", "mysql://x"),
+            ("database_url", "mongodb://x"),
             ("data_dir", ""),
             ("issuer", ""),
             ("password_min_length", "65"),
