@@ -128,7 +128,8 @@ pub enum UserCommand {
     /// One line per user.
     List,
     /// Import users from the original Flask schema (table user_login) in a SQLite
-    /// file or a PostgreSQL database; keeps ids and hashes; safe to run again.
+    /// file or a PostgreSQL, MySQL or MariaDB database; keeps ids and hashes; safe
+    /// to run again.
     Import { url: String },
     /// Grant or withdraw a role (streamer, or any name forward auth passes on).
     #[command(subcommand)]
