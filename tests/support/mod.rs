@@ -114,26 +114,27 @@ impl TestDb {
 
 impl Drop for TestDb {
     fn drop(&mut self) {
-        let admin = self.admin_url.clone();
-        let name = self.name.clone();
-        // Drop runs outside any runtime guarantee: use a thread with its own.
-        let _ = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap();
-            rt.block_on(async move {
-                if let Ok(mut c) = <sqlx::PgConnection as sqlx::Connection>::connect(&admin).await {
-                    let _ = sqlx::Executor::execute(
-                        &mut c,
-                        format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)").as_str(),
-                    )
-                    .await;
-                }
-            })
-        })
-        .join();
+        let (admin, name) = (self.admin_url.clone(), self.name.clone());
+        on_own_runtime(async move {
+            if let Ok(mut c) = <sqlx::PgConnection as sqlx::Connection>::connect(&admin).await {
+                let drop = format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)");
+                let _ = sqlx::Executor::execute(&mut c, drop.as_str()).await;
+            }
+        });
     }
+}
+
+/// Runs `work` to its end on a runtime of its own, in a thread of its own: a
+/// `Drop` runs inside a test's runtime or outside any.
+fn on_own_runtime(work: impl std::future::Future<Output = ()> + Send + 'static) {
+    let _ = std::thread::spawn(move || {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+            .block_on(work)
+    })
+    .join();
 }
 
 /// The shared Redis, or `None` (skipped) when it does not answer.
@@ -430,20 +431,12 @@ impl TestMysql {
 
 impl Drop for TestMysql {
     fn drop(&mut self) {
-        let admin = self.admin_url.clone();
-        let name = self.name.clone();
-        let _ = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap();
-            rt.block_on(async move {
-                if let Ok(mut c) = <sqlx::MySqlConnection as sqlx::Connection>::connect(&admin).await {
-                    let _ = sqlx::Executor::execute(&mut c, format!("DROP DATABASE IF EXISTS {name}").as_str()).await;
-                }
-            })
-        })
-        .join();
+        let (admin, name) = (self.admin_url.clone(), self.name.clone());
+        on_own_runtime(async move {
+            if let Ok(mut c) = <sqlx::MySqlConnection as sqlx::Connection>::connect(&admin).await {
+                let _ = sqlx::Executor::execute(&mut c, format!("DROP DATABASE IF EXISTS {name}").as_str()).await;
+            }
+        });
     }
 }
 
