@@ -19,7 +19,8 @@ use ipnet::IpNet;
 
 use crate::i18n::Lang;
 pub use values::{
-    LogFormat, Overflow, RateLimit, Secret, SecretSource, SqlKind, StoreUrl, MAX_LEEWAY, MAX_TTL, MIN_SECRET_LEN,
+    LogFormat, Overflow, RateLimit, RedisTarget, Secret, SecretSource, SqlKind, StoreUrl, MAX_LEEWAY, MAX_TTL,
+    MIN_SECRET_LEN,
 };
 
 /// What the command line and a file need to know of a setting.
@@ -361,6 +362,46 @@ mod tests {
         }
         let err = from_pairs(&[("database_url", "mongodb://db/passport")]).unwrap_err();
         assert_eq!(err.key, "database_url");
+    }
+
+    /// Every form README gives for `PASSPORT_REDIS_URL`, as the store will read it.
+    #[test]
+    fn every_redis_url_form_is_read_as_documented() {
+        use RedisTarget::*;
+        let nodes = |v: &[&str]| Cluster(v.iter().map(|s| s.to_string()).collect());
+        for (url, target) in [
+            ("redis://127.0.0.1:6379", Node("redis://127.0.0.1:6379".into())),
+            ("rediss://:pw@cache:6380/2", Node("rediss://:pw@cache:6380/2".into())),
+            (
+                "redis+cluster://127.0.0.1:7101,127.0.0.1:7102,127.0.0.1:7103",
+                nodes(&[
+                    "redis://127.0.0.1:7101",
+                    "redis://127.0.0.1:7102",
+                    "redis://127.0.0.1:7103",
+                ]),
+            ),
+            (
+                "redis+cluster://:secret@10.0.0.1:7000, 10.0.0.2:7000",
+                nodes(&["redis://:secret@10.0.0.1:7000", "redis://:secret@10.0.0.2:7000"]),
+            ),
+            (
+                "redis://10.0.0.1:7000,redis://10.0.0.2:7000",
+                nodes(&["redis://10.0.0.1:7000", "redis://10.0.0.2:7000"]),
+            ),
+        ] {
+            let c = from_pairs(&[("redis_url", url)]).unwrap();
+            assert_eq!(RedisTarget::parse(c.redis_url.unwrap().expose()), Ok(target), "{url}");
+        }
+        for bad in [
+            "http://x:1",
+            "redis://",
+            "redis+cluster://a:1,",
+            "redis://a:1,b:2",
+            "redis+cluster://",
+        ] {
+            let err = from_pairs(&[("redis_url", bad)]).unwrap_err();
+            assert_eq!(err.key, "redis_url", "{bad}");
+        }
     }
 
     #[test]

@@ -251,14 +251,53 @@ pub fn redis_url(raw: &str) -> Parsed<Option<StoreUrl>> {
     if raw.trim().is_empty() {
         return Ok(None);
     }
-    let known = |part: &str| {
-        let p = part.trim();
-        p.starts_with("redis://") || p.starts_with("rediss://") || p.starts_with("redis+cluster://")
-    };
-    if !raw.split(',').all(known) {
-        return Err("every URL must start with redis://, rediss:// or redis+cluster://".into());
-    }
+    RedisTarget::parse(raw)?;
     Ok(Some(StoreUrl(raw.to_owned())))
+}
+
+/// The Redis a `PASSPORT_REDIS_URL` names: the one place its forms are read.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum RedisTarget {
+    /// `redis://host:port/db` or `rediss://…`: one server.
+    Node(String),
+    /// The seed nodes of a Redis Cluster, each as a `redis://` or `rediss://` URL:
+    /// from `redis+cluster://[user:password@]h1:p1,h2:p2,…` (the credentials hold
+    /// for every node) or from several URLs separated by commas.
+    Cluster(Vec<String>),
+}
+
+const REDIS_FORMS: &str = "redis://host:port, rediss://host:port, several of those separated by commas, \
+                           or redis+cluster://host:port,host:port";
+
+impl RedisTarget {
+    pub fn parse(raw: &str) -> Result<RedisTarget, String> {
+        let raw = raw.trim();
+        let bad = || format!("expected {REDIS_FORMS}");
+        let node = |url: &str| {
+            let url = url.trim();
+            let rest = url.strip_prefix("redis://").or_else(|| url.strip_prefix("rediss://"));
+            match rest {
+                Some(rest) if !rest.is_empty() && !rest.starts_with('/') => Ok(url.to_owned()),
+                _ => Err(bad()),
+            }
+        };
+        if let Some(rest) = raw.strip_prefix("redis+cluster://") {
+            let (auth, hosts) = match rest.rsplit_once('@') {
+                Some((auth, hosts)) => (format!("{auth}@"), hosts),
+                None => (String::new(), rest),
+            };
+            let nodes = hosts
+                .split(',')
+                .map(|host| node(&format!("redis://{auth}{}", host.trim())))
+                .collect::<Result<Vec<_>, _>>()?;
+            return Ok(RedisTarget::Cluster(nodes));
+        }
+        let urls = raw.split(',').map(node).collect::<Result<Vec<_>, _>>()?;
+        match <[String; 1]>::try_from(urls) {
+            Ok([one]) => Ok(RedisTarget::Node(one)),
+            Err(urls) => Ok(RedisTarget::Cluster(urls)),
+        }
+    }
 }
 
 pub fn secret(raw: &str) -> Parsed<Option<Secret>> {

@@ -34,7 +34,7 @@ use super::{
     Count, CreateOutcome, Found, RateStore, RefreshState, Session, SessionCheck, SessionId, SessionPolicy,
     SessionStore, StoreError, StoreStats,
 };
-use crate::config::Overflow;
+use crate::config::{Overflow, RedisTarget};
 
 /// How long one command may take before the caller fails closed (SPEC: a 503
 /// within 2 s when Redis is down, never a hang).
@@ -92,20 +92,6 @@ impl Drop for RedisSessions {
             tracker.abort();
         }
     }
-}
-
-/// The node URLs of a cluster setting (`redis+cluster://h1:p1,h2:p2` or several
-/// `redis://` URLs separated by commas); `None` for a single node.
-fn cluster_nodes(url: &str) -> Option<Vec<String>> {
-    if let Some(rest) = url.strip_prefix("redis+cluster://") {
-        return Some(rest.split(',').map(|n| format!("redis://{}", n.trim())).collect());
-    }
-    let parts: Vec<String> = url
-        .split(',')
-        .map(|s| s.trim().to_owned())
-        .filter(|s| !s.is_empty())
-        .collect();
-    (parts.len() > 1).then_some(parts)
 }
 
 fn classify(e: RedisError) -> StoreError {
@@ -251,8 +237,9 @@ impl RedisSessions {
         stats: Arc<StoreStats>,
     ) -> anyhow::Result<RedisSessions> {
         let mut near = None;
-        let conn = match cluster_nodes(url) {
-            Some(nodes) => {
+        let target = RedisTarget::parse(url).map_err(|e| anyhow::anyhow!(e))?;
+        let conn = match target {
+            RedisTarget::Cluster(nodes) => {
                 let client = ClusterClientBuilder::new(nodes)
                     .connection_timeout(CONNECT_TIMEOUT)
                     .response_timeout(COMMAND_TIMEOUT)
@@ -260,8 +247,8 @@ impl RedisSessions {
                     .build()?;
                 Conn::Cluster(client.get_async_connection().await?)
             }
-            None => {
-                let info = url.into_connection_info()?;
+            RedisTarget::Node(url) => {
+                let info = url.as_str().into_connection_info()?;
                 let client = redis::Client::open(info.clone())?;
                 let config = ConnectionManagerConfig::new()
                     .set_connection_timeout(CONNECT_TIMEOUT)
@@ -585,20 +572,5 @@ impl RateStore for RedisSessions {
         cmd.arg(self.rate_key(key));
         let _: i64 = self.command(cmd).await?;
         Ok(())
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::cluster_nodes;
-
-    #[test]
-    fn cluster_urls() {
-        assert_eq!(cluster_nodes("redis://127.0.0.1:6379"), None);
-        assert_eq!(
-            cluster_nodes("redis+cluster://a:1,b:2").unwrap(),
-            vec!["redis://a:1".to_owned(), "redis://b:2".to_owned()]
-        );
-        assert_eq!(cluster_nodes("redis://a:1, redis://b:2").unwrap().len(), 2);
     }
 }

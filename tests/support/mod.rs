@@ -358,12 +358,19 @@ impl Cluster {
     }
 
     /// The setting value: several node URLs separated by commas.
+    /// The cluster as several `redis://` URLs separated by commas.
     pub fn url(&self) -> String {
         self.ports
             .iter()
             .map(|p| format!("redis://127.0.0.1:{p}"))
             .collect::<Vec<_>>()
             .join(",")
+    }
+
+    /// The cluster in the `redis+cluster://h1:p1,h2:p2,…` form.
+    pub fn cluster_url(&self) -> String {
+        let hosts: Vec<String> = self.ports.iter().map(|p| format!("127.0.0.1:{p}")).collect();
+        format!("redis+cluster://{}", hosts.join(","))
     }
 }
 
