@@ -137,8 +137,10 @@ pub async fn import(
             .password_hash
             .as_deref()
             .filter(|h| crate::legacy_hashes::is_supported(h));
+        // An id of 0 or less is not one a store keeps as given (MySQL would assign
+        // a new one for 0): counted as invalid.
         match (mobile, hash) {
-            (Some(mobile), Some(hash)) => {
+            (Some(mobile), Some(hash)) if row.user_id > 0 => {
                 let last = last_login(row);
                 let user = UserRecord {
                     user_id: row.user_id,

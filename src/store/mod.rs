@@ -351,6 +351,31 @@ pub(crate) fn classify(e: sqlx::Error) -> StoreError {
                     return StoreError::Unavailable(e.to_string());
                 }
             }
+            // MySQL / MariaDB: by error number, since errors sent before the
+            // handshake carry no SQLSTATE. Too many connections (1040), host blocked
+            // (1129), shutdown (1053), aborted or killed connections (1152-1161,
+            // 1184, 1317, 1927, 4031), out of resources (1203, 1226), lock wait
+            // timeout and deadlock (1205, 1213), read-only during a failover (1290,
+            // 1836): the store cannot serve now, not a bug.
+            if let Some(my) = db.try_downcast_ref::<sqlx::mysql::MySqlDatabaseError>() {
+                return match my.number() {
+                    1040
+                    | 1053
+                    | 1129
+                    | 1152..=1161
+                    | 1184
+                    | 1203
+                    | 1205
+                    | 1213
+                    | 1226
+                    | 1290
+                    | 1317
+                    | 1836
+                    | 1927
+                    | 4031 => StoreError::Unavailable(e.to_string()),
+                    _ => StoreError::Other(e.into()),
+                };
+            }
             // SQLite: BUSY, LOCKED, IOERR, FULL, CANTOPEN, READONLY (primary codes).
             // Only SQLite's codes are numbers to mask: PostgreSQL's SQLSTATEs may be
             // all digits too (22021, a NUL byte in text, is the client's fault).

@@ -55,6 +55,20 @@ impl MySqlUsers {
         let pool = MySqlPoolOptions::new()
             .max_connections(16)
             .acquire_timeout(Duration::from_secs(2))
+            .after_connect(|conn, _| {
+                Box::pin(async move {
+                    // Strict whatever the server's mode: a value too long for its
+                    // column is refused, never cut. A row lock waited on for more
+                    // than 5 s is an unavailable store (503), not a 50 s stall.
+                    sqlx::query(
+                        "SET SESSION sql_mode = CONCAT_WS(',', @@SESSION.sql_mode, 'STRICT_ALL_TABLES'), \
+                         SESSION innodb_lock_wait_timeout = 5",
+                    )
+                    .execute(conn)
+                    .await?;
+                    Ok(())
+                })
+            })
             .connect_with(options)
             .await?;
         sqlx::migrate!("migrations/mysql").run(&pool).await?;

@@ -138,9 +138,16 @@ async fn import_into_store(target: &str, source: &str) {
     let tmp = tempfile::tempdir().unwrap();
     let out = run_command_with(tmp.path(), &[("database_url", target)], &["user", "import", source], "").await;
     assert!(
-        String::from_utf8_lossy(&out.stdout).contains("imported 3"),
+        String::from_utf8_lossy(&out.stdout).contains("imported 3, skipped 0 (already present), invalid 2"),
         "{}",
         String::from_utf8_lossy(&out.stderr)
+    );
+    // Again: the store's duplicate keys make every user a skip.
+    let again = run_command_with(tmp.path(), &[("database_url", target)], &["user", "import", source], "").await;
+    assert!(
+        String::from_utf8_lossy(&again.stdout).contains("imported 0, skipped 3 (already present), invalid 2"),
+        "{}",
+        String::from_utf8_lossy(&again.stderr)
     );
     let app = spawn_in(tmp.path(), &[("database_url", target)]).await;
     assert_ok(app.login_raw("13800000102", "legacy-scrypt-pw").await, 200).await;
