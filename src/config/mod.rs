@@ -179,6 +179,14 @@ settings! {
     /// Redis's invalidation messages (true or false).
     redis_session_cache: bool = true,
         parse: values::parsed("true or false"), example: "false";
+    /// Replicas a revocation must reach (Redis WAIT) before it is acknowledged,
+    /// where the Redis has replicas (0: do not wait).
+    redis_wait_replicas: u32 = 1,
+        parse: values::number("a number of replicas", 0..=16, ""), example: "2";
+    /// Milliseconds a revocation waits for its replicas before it answers 503
+    /// (1-900).
+    redis_wait_ms: u64 = 500,
+        parse: values::number("milliseconds", 1..=900, " ms"), example: "200";
     /// How long a play ticket may start a playback, seconds.
     play_ticket_ttl: u64 = 300,
         parse: values::seconds, example: "60";

@@ -50,17 +50,21 @@ pub async fn connect(config: &Config, mode: Mode) -> anyhow::Result<Stores> {
     };
     let (sessions, rates): (Arc<dyn SessionStore>, Arc<dyn RateStore>) = match &config.redis_url {
         Some(redis_url) => {
-            let redis = Arc::new(
-                redis::RedisSessions::connect(
-                    redis_url.expose(),
-                    &config.redis_prefix,
-                    (mode == Mode::Serve && config.redis_session_cache)
-                        .then(|| redis_tracking::Watch::user_keys(&config.redis_prefix)),
-                    stats.clone(),
-                )
-                .await
-                .map_err(|e| anyhow::anyhow!("PASSPORT_REDIS_URL ({redis_url}): {e}"))?,
-            );
+            let in_url = |e: anyhow::Error| anyhow::anyhow!("PASSPORT_REDIS_URL ({redis_url}): {e}");
+            let redis = redis::RedisSessions::connect(
+                redis_url.expose(),
+                &config.redis_prefix,
+                (mode == Mode::Serve && config.redis_session_cache)
+                    .then(|| redis_tracking::Watch::user_keys(&config.redis_prefix)),
+                stats.clone(),
+            )
+            .await
+            .map_err(in_url)?;
+            let durability = redis::Durability {
+                replicas: config.redis_wait_replicas,
+                timeout: std::time::Duration::from_millis(config.redis_wait_ms),
+            };
+            let redis = Arc::new(redis.with_durable_revocations(durability).await.map_err(in_url)?);
             (redis.clone(), redis)
         }
         None => {

@@ -17,6 +17,11 @@
 //! On a single node, a server keeps the sessions it found valid in memory for as
 //! long as Redis's invalidation messages prove them unchanged (`redis_tracking`),
 //! so identify mostly costs no round trip. A Cluster is asked every time.
+//!
+//! Replication is asynchronous: a revocation acknowledged by a primary that dies
+//! before a replica has it would come back on the promoted replica. Where replicas
+//! exist, a revocation is acknowledged only once `WAIT` has seen it reach them
+//! (`Durability`); past the bounded wait it fails closed (503).
 
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -27,6 +32,7 @@ use async_trait::async_trait;
 use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
 use redis::cluster::ClusterClientBuilder;
 use redis::cluster_async::ClusterConnection;
+use redis::cluster_routing::{Route, RoutingInfo, SingleNodeRoutingInfo, SlotAddr};
 use redis::{Cmd, ErrorKind, IntoConnectionInfo, Pipeline, RedisError, RedisFuture, Script, Value};
 
 use super::redis_tracking::{self, NearCache, Watch};
@@ -76,10 +82,20 @@ impl ConnectionLike for Conn {
     }
 }
 
+/// How a revocation is made to survive a failover: acknowledged only once
+/// `replicas` replicas of its node have it, waiting at most `timeout`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Durability {
+    pub replicas: u32,
+    pub timeout: Duration,
+}
+
 pub struct RedisSessions {
     conn: Conn,
     prefix: String,
     closed: AtomicBool,
+    /// Set where replicas exist and durability was asked for.
+    durable: Option<Durability>,
     /// Sessions known valid without a round trip, and the task that keeps them
     /// true; only on a single node, and only when asked for (a server).
     near: Option<(Arc<NearCache>, tokio::task::JoinHandle<()>)>,
@@ -207,6 +223,23 @@ static LIST_SCRIPT: OnceLock<Script> = OnceLock::new();
 static REVOKE_SCRIPT: OnceLock<Script> = OnceLock::new();
 static REVOKE_ALL_SCRIPT: OnceLock<Script> = OnceLock::new();
 
+/// A number field (`name:value`) of an `INFO` answer.
+fn info_field(info: &str, name: &str) -> Option<u32> {
+    info.lines()
+        .find_map(|line| line.strip_prefix(name)?.strip_prefix(':')?.trim().parse().ok())
+}
+
+/// The cluster slot of `key`: CRC16 (XMODEM, as Redis Cluster and the redis crate
+/// use) of its hash tag, the text inside the first `{…}` when not empty.
+fn key_slot(key: &str) -> u16 {
+    let tagged = key
+        .find('{')
+        .and_then(|open| key[open + 1..].find('}').map(|len| &key[open + 1..open + 1 + len]))
+        .filter(|tag| !tag.is_empty())
+        .unwrap_or(key);
+    crc16::State::<crc16::XMODEM>::calculate(tagged.as_bytes()) % 16384
+}
+
 fn opt(s: String) -> Option<String> {
     (!s.is_empty()).then_some(s)
 }
@@ -267,9 +300,82 @@ impl RedisSessions {
             conn,
             prefix: prefix.to_owned(),
             closed: AtomicBool::new(false),
+            durable: None,
             near,
             stats,
         })
+    }
+
+    /// Makes revocations durable across a failover, where the Redis has replicas:
+    /// a single node that reports connected replicas, or a Cluster with a replica
+    /// anywhere. Without replicas there is nothing to wait for (and `WAIT` would
+    /// only time out), so revocations are acknowledged as before; a warning says so.
+    pub async fn with_durable_revocations(mut self, wanted: Durability) -> anyhow::Result<RedisSessions> {
+        if wanted.replicas == 0 {
+            return Ok(self);
+        }
+        let replicas = match &self.conn {
+            Conn::Single(_) => {
+                let info: String = self.command(redis::cmd("INFO").arg("replication").to_owned()).await?;
+                info_field(&info, "connected_slaves").unwrap_or(0)
+            }
+            Conn::Cluster(_) => {
+                let nodes: String = self.command(redis::cmd("CLUSTER").arg("NODES").to_owned()).await?;
+                nodes
+                    .lines()
+                    .filter(|line| {
+                        line.split(' ')
+                            .nth(2)
+                            .is_some_and(|flags| flags.split(',').any(|f| f == "slave"))
+                    })
+                    .count() as u32
+            }
+        };
+        if replicas == 0 {
+            tracing::warn!(
+                "Redis has no replica: revocations are not waited for (a failover, were there one, could lose one)"
+            );
+        } else {
+            self.durable = Some(wanted);
+        }
+        Ok(self)
+    }
+
+    pub fn durability(&self) -> Option<Durability> {
+        self.durable
+    }
+
+    /// Waits until the revocations just made for `user_id` (on this connection, on
+    /// the user's node) have reached the replicas durability asks for; past the
+    /// timeout the store is unavailable for that answer (fail closed: the caller is
+    /// told the revocation is not confirmed, though the primary has it).
+    async fn confirm(&self, user_id: i64) -> Result<(), StoreError> {
+        let Some(d) = self.durable else { return Ok(()) };
+        let mut wait = redis::cmd("WAIT");
+        wait.arg(d.replicas).arg(d.timeout.as_millis() as u64);
+        let acked: i64 = match &self.conn {
+            Conn::Single(_) => self.command(wait).await?,
+            Conn::Cluster(c) => {
+                // WAIT counts the writes of one connection to one node: the node
+                // that holds the user's slot, through the connection the write took.
+                let slot = key_slot(&self.base(user_id));
+                let to =
+                    RoutingInfo::SingleNode(SingleNodeRoutingInfo::SpecificNode(Route::new(slot, SlotAddr::Master)));
+                let value = self.bounded(async { c.clone().route_command(&wait, to).await }).await?;
+                redis::from_redis_value(&value).map_err(classify)?
+            }
+        };
+        if acked >= i64::from(d.replicas) {
+            return Ok(());
+        }
+        Err(super::counted(
+            "redis",
+            StoreError::Unavailable(format!(
+                "a revocation reached {acked} of {} replicas within {} ms",
+                d.replicas,
+                d.timeout.as_millis()
+            )),
+        ))
     }
 
     /// True while valid sessions are being kept in memory (tracking is current).
@@ -376,6 +482,9 @@ impl SessionStore for RedisSessions {
             evicted.extend(SessionId::parse(&sid));
         }
         self.forget(&evicted);
+        if !evicted.is_empty() {
+            self.confirm(s.user_id).await?;
+        }
         Ok(CreateOutcome::Created { evicted })
     }
 
@@ -460,7 +569,11 @@ impl SessionStore for RedisSessions {
         let n = self.run::<i64>(inv).await;
         // Forgotten whatever the answer: a write whose answer was lost may have happened.
         self.forget([sid]);
-        Ok(n? == 1)
+        let revoked = n? == 1;
+        if revoked {
+            self.confirm(user_id).await?;
+        }
+        Ok(revoked)
     }
 
     async fn revoke_all(&self, user_id: i64) -> Result<Vec<SessionId>, StoreError> {
@@ -471,6 +584,9 @@ impl SessionStore for RedisSessions {
         let gone: Vec<String> = self.run(inv).await.inspect_err(|_| self.forget_all())?;
         let gone: Vec<SessionId> = gone.iter().filter_map(|s| SessionId::parse(s)).collect();
         self.forget(&gone);
+        if !gone.is_empty() {
+            self.confirm(user_id).await?;
+        }
         Ok(gone)
     }
 
@@ -572,5 +688,22 @@ impl RateStore for RedisSessions {
         cmd.arg(self.rate_key(key));
         let _: i64 = self.command(cmd).await?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::key_slot;
+
+    /// Slots as `CLUSTER KEYSLOT` gives them (values from Redis's documentation and
+    /// its own test suite).
+    #[test]
+    fn key_slots_follow_redis_cluster() {
+        assert_eq!(key_slot("123456789"), 12739);
+        assert_eq!(key_slot("foo"), 12182);
+        assert_eq!(key_slot("{user1000}.following"), key_slot("user1000"));
+        assert_eq!(key_slot("passport:{u42}:sessions"), key_slot("u42"));
+        assert_eq!(key_slot("foo{}{bar}"), key_slot("foo{}{bar}"));
+        assert_ne!(key_slot("foo{}{bar}"), key_slot("bar"));
     }
 }
