@@ -9,9 +9,11 @@ use std::time::{Duration, Instant};
 
 use passport::config::Overflow;
 use passport::ids::SessionId;
-use passport::store::redis::RedisSessions;
+use passport::store::redis::{Durability, RedisSessions};
 use passport::store::redis_tracking::{Watch, TRACKER_NAME, TRUST_WINDOW};
-use passport::store::{RefreshState, Session, SessionCheck, SessionPolicy, SessionStore, StoreError, StoreStats};
+use passport::store::{
+    CreateOutcome, RefreshState, Session, SessionCheck, SessionPolicy, SessionStore, StoreError, StoreStats,
+};
 use passport::App;
 use serde_json::{json, Value};
 use support::{PassportProcess, PrivateMariadb, PrivatePostgres, PrivateRedis, TestDb, TestMysql};
@@ -738,4 +740,151 @@ async fn a_lost_tracking_connection_forgets_what_it_kept() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     assert_eq!(check(&a, &s).await.unwrap(), SessionCheck::Revoked);
+}
+
+// ------------------------------------------- revocations across a failover
+
+/// A primary and its replica, private to a test, the replica in sync.
+fn primary_and_replica(test: &str) -> Option<(PrivateRedis, PrivateRedis)> {
+    let primary = PrivateRedis::start_with(test, &["--repl-diskless-sync-delay", "0"])?;
+    let port = primary.port.to_string();
+    let replica = PrivateRedis::start_with(test, &["--replicaof", "127.0.0.1", &port])?;
+    let start = Instant::now();
+    loop {
+        let info = redis_info(&replica.url(), "replication");
+        if info.contains("master_link_status:up") {
+            return Some((primary, replica));
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "the replica did not sync: {info}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn redis_info(url: &str, section: &str) -> String {
+    let mut c = redis::Client::open(url).unwrap().get_connection().unwrap();
+    redis::cmd("INFO").arg(section).query(&mut c).unwrap()
+}
+
+const THREE: SessionPolicy = SessionPolicy {
+    max_sessions: 3,
+    overflow: Overflow::EvictOldest,
+    tombstone_ttl: 600,
+};
+
+/// `rounds` failovers: a user's sessions reach the replica; in every other round
+/// the replica lags (frozen, its link cut); a revocation (`DELETE`,
+/// `logout_all` or an eviction by a newer login, in turn); at once the primary is
+/// killed and the replica promoted. Returns how many revocations were
+/// acknowledged and still came back as valid sessions on the promoted replica.
+async fn revocations_lost_in_failovers(test: &str, replicas: u32, rounds: usize) -> Option<usize> {
+    let mut lost = 0;
+    for round in 0..rounds {
+        let (mut primary, mut replica) = primary_and_replica(test)?;
+        let prefix = format!("passport-test:{}:", support::unique());
+        let durability = Durability {
+            replicas,
+            timeout: Duration::from_millis(200),
+        };
+        let store = RedisSessions::connect(&primary.url(), &prefix, None, Default::default())
+            .await
+            .unwrap()
+            .with_durable_revocations(durability)
+            .await
+            .unwrap();
+        assert_eq!(store.durability().is_some(), replicas > 0);
+        let on_replica = RedisSessions::connect(&replica.url(), &prefix, None, Default::default())
+            .await
+            .unwrap();
+        let user = 7000 + round as i64;
+        let (s1, s2) = (session(user), session(user));
+        let now = passport::clock::now();
+        for s in [&s1, &s2] {
+            assert!(matches!(
+                store.create(s, &THREE, now).await.unwrap(),
+                CreateOutcome::Created { .. }
+            ));
+        }
+        let start = Instant::now();
+        while check(&on_replica, &s2).await.unwrap() != SessionCheck::Valid
+            || check(&on_replica, &s1).await.unwrap() != SessionCheck::Valid
+        {
+            assert!(
+                start.elapsed() < Duration::from_secs(10),
+                "the sessions did not reach the replica"
+            );
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+
+        // A lagging replica: frozen, and its link dropped by the primary, so that
+        // what the primary writes next does not reach it (a frozen replica alone
+        // would still find the write in its socket's buffer when it wakes).
+        let lagging = round % 2 == 0;
+        if lagging {
+            replica.pause();
+            let mut c = redis::Client::open(primary.url()).unwrap().get_connection().unwrap();
+            let _: i64 = redis::cmd("CLIENT")
+                .arg("KILL")
+                .arg("TYPE")
+                .arg("replica")
+                .query(&mut c)
+                .unwrap();
+        }
+        let (acknowledged, revoked) = match round % 3 {
+            0 => (store.revoke(user, &s1.session_id).await.is_ok(), vec![&s1]),
+            1 => (store.revoke_all(user).await.is_ok(), vec![&s1, &s2]),
+            _ => {
+                let s3 = session(user);
+                let outcome = store.create(&s3, &ONE, now).await;
+                (outcome.is_ok(), vec![&s1, &s2])
+            }
+        };
+        // At once: the primary dies, the replica is promoted.
+        primary.stop();
+        if lagging {
+            replica.unpause();
+        }
+        if !lagging && replicas > 0 {
+            assert!(
+                acknowledged,
+                "round {round}: a revocation with a live replica is acknowledged"
+            );
+        }
+        let mut promote = redis::Client::open(replica.url()).unwrap().get_connection().unwrap();
+        let _: () = redis::cmd("REPLICAOF")
+            .arg("NO")
+            .arg("ONE")
+            .query(&mut promote)
+            .unwrap();
+        for s in revoked {
+            let after = check(&on_replica, s).await.unwrap();
+            if acknowledged && after == SessionCheck::Valid {
+                eprintln!("round {round}: an acknowledged revocation came back after the failover");
+                lost += 1;
+            }
+        }
+    }
+    Some(lost)
+}
+
+/// Revocations survive a failover: acknowledged only once a replica has them.
+/// The same rounds without the durability step lose some, which shows the rounds
+/// can catch a lost revocation.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn revocations_survive_a_failover_of_the_primary() {
+    let test = "revocations_survive_a_failover_of_the_primary";
+    let Some(lost) = revocations_lost_in_failovers(test, 1, 12).await else {
+        return;
+    };
+    assert_eq!(lost, 0, "acknowledged revocations came back after a failover");
+    let Some(lost_without) = revocations_lost_in_failovers(test, 0, 6).await else {
+        return;
+    };
+    assert!(
+        lost_without > 0,
+        "without WAIT the lagging rounds should have lost revocations"
+    );
+    eprintln!("without the durability step: {lost_without} revocations came back");
 }
