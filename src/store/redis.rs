@@ -111,14 +111,18 @@ impl Drop for RedisSessions {
 }
 
 fn classify(e: RedisError) -> StoreError {
-    super::counted(
-        "redis",
-        match e.kind() {
-            // The server answered, but not as the scripts expect: a bug, not an outage.
-            ErrorKind::TypeError | ErrorKind::ResponseError | ErrorKind::ExtensionError => StoreError::Other(e.into()),
-            _ => StoreError::Unavailable(e.to_string()),
-        },
-    )
+    super::counted("redis", classify_quietly(&e))
+}
+
+/// What a Redis error means, without counting it.
+fn classify_quietly(e: &RedisError) -> StoreError {
+    match e.kind() {
+        // The server answered, but not as the scripts expect: a bug, not an outage.
+        ErrorKind::TypeError | ErrorKind::ResponseError | ErrorKind::ExtensionError => {
+            StoreError::Other(anyhow::anyhow!("{e}"))
+        }
+        _ => StoreError::Unavailable(e.to_string()),
+    }
 }
 
 fn script(cell: &'static OnceLock<Script>, source: &str) -> &'static Script {
@@ -434,6 +438,37 @@ impl RedisSessions {
             .await
     }
 
+    /// A read that a Cluster may answer on another try: while the cluster client
+    /// learns a new topology (a failover), a request to a healthy node can fail or
+    /// time out. Tries go on, 25 ms apart, within the one deadline of a request;
+    /// past it the read fails closed.
+    async fn read<T: redis::FromRedisValue>(&self, pipe: &Pipeline) -> Result<T, StoreError> {
+        if !matches!(self.conn, Conn::Cluster(_)) {
+            return self.query(pipe).await;
+        }
+        self.ensure_open()?;
+        let mut last = None;
+        let tries = async {
+            loop {
+                match pipe.query_async(&mut self.conn.clone()).await {
+                    Err(e) if !matches!(classify_quietly(&e), StoreError::Other(_)) => last = Some(e),
+                    answer => return answer,
+                }
+                tokio::time::sleep(Duration::from_millis(25)).await;
+            }
+        };
+        match tokio::time::timeout(COMMAND_TIMEOUT * 2, tries).await {
+            Ok(result) => result.map_err(classify),
+            Err(_) => Err(super::counted(
+                "redis",
+                StoreError::Unavailable(match last {
+                    Some(e) => format!("redis read failed until its deadline: {e}"),
+                    None => "redis command timed out".into(),
+                }),
+            )),
+        }
+    }
+
     /// One request to Redis (a command, a script, a pipeline), refused once the
     /// store is closed and bounded in time whatever the connection's own timeouts
     /// do (a reconnect, a retry): a missed deadline is an outage (fail closed).
@@ -514,7 +549,7 @@ impl SessionStore for RedisSessions {
             .arg("expires_at")
             .cmd("EXISTS")
             .arg(format!("{base}t:{sid_text}"));
-        let ((lt, exp), tomb): ((Option<i64>, Option<i64>), i64) = self.query(&pipe).await?;
+        let ((lt, exp), tomb): ((Option<i64>, Option<i64>), i64) = self.read(&pipe).await?;
         let live = match (lt, exp) {
             (Some(lt), Some(exp)) => Some((user_id, lt, exp)),
             _ => None,

@@ -296,24 +296,38 @@ pub struct Cluster {
     _processes: Processes,
 }
 
+/// The arguments of every cluster node.
+const CLUSTER_NODE: &[&str] = &[
+    "--cluster-enabled",
+    "yes",
+    "--cluster-config-file",
+    "nodes.conf",
+    "--cluster-node-timeout",
+    "1000",
+    "--repl-diskless-sync-delay",
+    "0",
+];
+
 impl Cluster {
+    /// Three primaries, no replica.
     pub fn start(test: &str) -> Option<Cluster> {
+        Cluster::start_with(test, 0)
+    }
+
+    /// Three primaries with `replicas` replicas each; a node is deemed failed after
+    /// one second (`cluster-node-timeout`), so a replica takes over within seconds.
+    pub fn start_with(test: &str, replicas: usize) -> Option<Cluster> {
         if !have("redis-server") || !have("redis-cli") {
             unavailable(test, "redis-server and redis-cli are needed to start a Redis Cluster");
             return None;
         }
-        let ports: Vec<u16> = (0..3).map(|_| free_port()).collect();
-        let dirs: Vec<tempfile::TempDir> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
+        let n = 3 * (1 + replicas);
+        let ports: Vec<u16> = (0..n).map(|_| free_port()).collect();
+        let dirs: Vec<tempfile::TempDir> = (0..n).map(|_| tempfile::tempdir().unwrap()).collect();
         let children = ports
             .iter()
             .zip(&dirs)
-            .map(|(p, d)| {
-                redis_server(
-                    *p,
-                    d.path(),
-                    &["--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf"],
-                )
-            })
+            .map(|(p, d)| redis_server(*p, d.path(), CLUSTER_NODE))
             .collect();
         let processes = Processes(children);
         for p in &ports {
@@ -327,7 +341,7 @@ impl Cluster {
             .arg("--cluster")
             .arg("create")
             .args(&nodes)
-            .args(["--cluster-replicas", "0", "--cluster-yes"])
+            .args(["--cluster-replicas", &replicas.to_string(), "--cluster-yes"])
             .output()
             .expect("redis-cli");
         assert!(
@@ -335,26 +349,81 @@ impl Cluster {
             "redis-cli --cluster create: {}",
             String::from_utf8_lossy(&out.stdout)
         );
-        // Wait until every node agrees the cluster is up.
+        let cluster = Cluster {
+            ports,
+            _dirs: dirs,
+            _processes: processes,
+        };
+        // Wait until every node agrees the cluster is up, and every replica has
+        // its primary's data.
         let start = Instant::now();
-        for p in &ports {
+        for p in &cluster.ports {
             loop {
-                let info = Command::new("redis-cli")
-                    .args(["-p", &p.to_string(), "cluster", "info"])
-                    .output()
-                    .unwrap();
-                if String::from_utf8_lossy(&info.stdout).contains("cluster_state:ok") {
+                let info = cluster.cli(*p, &["cluster", "info"]);
+                let replication = cluster.cli(*p, &["info", "replication"]);
+                let synced = replication.contains("role:master") || replication.contains("master_link_status:up");
+                if info.contains("cluster_state:ok") && synced {
                     break;
                 }
                 assert!(start.elapsed() < Duration::from_secs(30), "cluster did not become ok");
                 std::thread::sleep(Duration::from_millis(100));
             }
         }
-        Some(Cluster {
-            ports,
-            _dirs: dirs,
-            _processes: processes,
+        Some(cluster)
+    }
+
+    /// What `redis-cli -p <port> <args>` prints.
+    pub fn cli(&self, port: u16, args: &[&str]) -> String {
+        let out = Command::new("redis-cli")
+            .args(["-p", &port.to_string()])
+            .args(args)
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// The port of the primary that now serves `slot`, asked of a node still up.
+    pub fn primary_of(&self, slot: u16, ask: u16) -> Option<u16> {
+        let nodes = self.cli(ask, &["cluster", "nodes"]);
+        nodes.lines().find_map(|line| {
+            let fields: Vec<&str> = line.split(' ').collect();
+            let primary = fields.get(2)?.split(',').any(|f| f == "master") && !fields[2].contains("fail");
+            let serves = fields.iter().skip(8).any(|range| match range.split_once('-') {
+                Some((a, b)) => {
+                    matches!((a.parse::<u16>(), b.parse::<u16>()), (Ok(a), Ok(b)) if a <= slot && slot <= b)
+                }
+                None => range.parse::<u16>().ok() == Some(slot),
+            });
+            let port = fields.get(1)?.split(['@', ':']).nth(1)?.parse().ok()?;
+            (primary && serves).then_some(port)
         })
+    }
+
+    /// Starts the killed node on `port` again, on its own data: it rejoins the
+    /// cluster (as a replica, if its shard failed over meanwhile).
+    pub fn revive(&mut self, port: u16) {
+        let i = self
+            .ports
+            .iter()
+            .position(|p| *p == port)
+            .expect("a node of this cluster");
+        self._processes.0[i] = redis_server(port, self._dirs[i].path(), CLUSTER_NODE);
+        assert!(
+            wait_for_port(port, Duration::from_secs(10)),
+            "cluster node {port} did not start"
+        );
+    }
+
+    /// Kills the node on `port` (SIGKILL, as a crash would).
+    pub fn kill(&mut self, port: u16) {
+        let i = self
+            .ports
+            .iter()
+            .position(|p| *p == port)
+            .expect("a node of this cluster");
+        let child = &mut self._processes.0[i];
+        let _ = child.kill();
+        let _ = child.wait();
     }
 
     /// The setting value: several node URLs separated by commas.
