@@ -1016,3 +1016,103 @@ async fn a_cluster_primary_fails_over_and_passport_follows() {
         "{body}"
     );
 }
+
+/// A primary with a replica under three sentinels; the primary is killed.
+/// Passport answers 503 (never a 200 on doubt, never a hang) until the sentinels
+/// promote the replica, then serves the user with the session it had, by itself.
+/// A logout then waits for a replica: 503 until the old primary is back as one,
+/// then the session ends.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sentinel_failover_and_passport_follows() {
+    let test = "a_sentinel_failover_and_passport_follows";
+    let Some(mut set) = support::Sentinels::start(test) else {
+        return;
+    };
+    let prefix = format!("passport-test:{}:", support::unique());
+    let url = set.url();
+    let dir = tempfile::tempdir().unwrap();
+    let extra = [
+        ("redis_url", url.as_str()),
+        ("redis_prefix", prefix.as_str()),
+        ("redis_wait_ms", "300"),
+    ];
+    let (base, _stop) = spawn_in_process(dir.path(), &extra).await;
+    let c = client();
+    let creds = json!({"mobile": "13800000400", "password": PASSWORD});
+    assert_eq!(
+        post(&c, format!("{base}/passport/register"), creds.clone()).await.0,
+        201
+    );
+    let token = token_of(&post(&c, format!("{base}/passport/login"), creds).await.1);
+    assert_eq!(get(&c, format!("{base}/passport/me"), &token).await.0, 200);
+    // The session has reached the replica before the primary dies.
+    let start = Instant::now();
+    while !redis_info(&set.replica.url(), "keyspace").contains("keys=") {
+        assert!(start.elapsed() < Duration::from_secs(10), "nothing reached the replica");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    set.primary.stop();
+    let start = Instant::now();
+    let mut refused = 0;
+    loop {
+        let asked = Instant::now();
+        let (status, body) = get(&c, format!("{base}/passport/me"), &token).await;
+        assert!(
+            asked.elapsed() < Duration::from_secs(5),
+            "an answer took {:?}",
+            asked.elapsed()
+        );
+        match status {
+            200 => break,
+            503 => {
+                assert_eq!(body["error"], "store_unavailable", "{body}");
+                refused += 1;
+            }
+            _ => panic!("during the failover: {status} {body}"),
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "Passport did not follow the failover"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    eprintln!(
+        "served again {:?} after the kill; {refused} answers were 503",
+        start.elapsed()
+    );
+    assert!(refused > 0, "the dead primary must have been noticed");
+
+    // The promoted replica has no replica of its own: a logout cannot be made durable.
+    let (status, body) = post_auth(&c, format!("{base}/passport/logout"), &token).await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (503, Some("store_unavailable")),
+        "{status} {body}"
+    );
+    // The old primary comes back; the sentinels make it the new primary's replica.
+    set.primary.resume();
+    let start = Instant::now();
+    loop {
+        let (status, body) = post_auth(&c, format!("{base}/passport/logout"), &token).await;
+        match status {
+            200 => break,
+            401 => {
+                assert_eq!(body["error"], "session_revoked", "{body}");
+                break;
+            }
+            503 => assert!(
+                start.elapsed() < Duration::from_secs(40),
+                "no replica came back: {body}"
+            ),
+            _ => panic!("{status} {body}"),
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let (status, body) = get(&c, format!("{base}/passport/me"), &token).await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (401, Some("session_revoked")),
+        "{body}"
+    );
+}

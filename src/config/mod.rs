@@ -396,6 +396,28 @@ mod tests {
                 "redis://10.0.0.1:7000,redis://10.0.0.2:7000",
                 nodes(&["redis://10.0.0.1:7000", "redis://10.0.0.2:7000"]),
             ),
+            (
+                "redis+sentinel://127.0.0.1:26379,127.0.0.1:26380,127.0.0.1:26381/passport",
+                Sentinel {
+                    sentinels: ["26379", "26380", "26381"]
+                        .map(|p| format!("redis://127.0.0.1:{p}"))
+                        .to_vec(),
+                    service: "passport".into(),
+                    username: None,
+                    password: None,
+                    db: 0,
+                },
+            ),
+            (
+                "redis+sentinel://app:secret@10.0.0.1:26379/main/2",
+                Sentinel {
+                    sentinels: vec!["redis://10.0.0.1:26379".into()],
+                    service: "main".into(),
+                    username: Some("app".into()),
+                    password: Some("secret".into()),
+                    db: 2,
+                },
+            ),
         ] {
             let c = from_pairs(&[("redis_url", url)]).unwrap();
             assert_eq!(RedisTarget::parse(c.redis_url.unwrap().expose()), Ok(target), "{url}");

@@ -264,10 +264,20 @@ pub enum RedisTarget {
     /// from `redis+cluster://[user:password@]h1:p1,h2:p2,…` (the credentials hold
     /// for every node) or from several URLs separated by commas.
     Cluster(Vec<String>),
+    /// `redis+sentinel://[user:password@]h1:p1,h2:p2/<service>[/<db>]`: the
+    /// sentinels (as `redis://` URLs) that name the primary of `service`; the
+    /// credentials and database are the data nodes'.
+    Sentinel {
+        sentinels: Vec<String>,
+        service: String,
+        username: Option<String>,
+        password: Option<String>,
+        db: i64,
+    },
 }
 
 const REDIS_FORMS: &str = "redis://host:port, rediss://host:port, several of those separated by commas, \
-                           or redis+cluster://host:port,host:port";
+                           redis+cluster://host:port,host:port or redis+sentinel://host:port,host:port/service";
 
 impl RedisTarget {
     pub fn parse(raw: &str) -> Result<RedisTarget, String> {
@@ -281,6 +291,38 @@ impl RedisTarget {
                 _ => Err(bad()),
             }
         };
+        if let Some(rest) = raw.strip_prefix("redis+sentinel://") {
+            let (auth, rest) = match rest.rsplit_once('@') {
+                Some((auth, rest)) => (Some(auth), rest),
+                None => (None, rest),
+            };
+            let (hosts, path) = rest.split_once('/').ok_or_else(bad)?;
+            let (service, db) = match path.split_once('/') {
+                Some((service, db)) => (service, db.parse::<i64>().map_err(|_| bad())?),
+                None => (path, 0),
+            };
+            if service.is_empty() {
+                return Err(bad());
+            }
+            let sentinels = hosts
+                .split(',')
+                .map(|host| node(&format!("redis://{}", host.trim())))
+                .collect::<Result<Vec<_>, _>>()?;
+            let (username, password) = match auth.map(|a| a.split_once(':')) {
+                Some(Some((user, password))) => {
+                    ((!user.is_empty()).then(|| user.to_owned()), Some(password.to_owned()))
+                }
+                Some(None) => (None, auth.map(str::to_owned)),
+                None => (None, None),
+            };
+            return Ok(RedisTarget::Sentinel {
+                sentinels,
+                service: service.to_owned(),
+                username,
+                password,
+                db,
+            });
+        }
         if let Some(rest) = raw.strip_prefix("redis+cluster://") {
             let (auth, hosts) = match rest.rsplit_once('@') {
                 Some((auth, hosts)) => (format!("{auth}@"), hosts),

@@ -10,6 +10,7 @@ pub mod embedded_cache;
 pub mod mysql;
 pub mod postgres;
 pub mod redis;
+mod redis_sentinel;
 pub mod redis_tracking;
 pub mod sqlite;
 mod sqlite_pool;

@@ -35,6 +35,7 @@ use redis::cluster_async::ClusterConnection;
 use redis::cluster_routing::{Route, RoutingInfo, SingleNodeRoutingInfo, SlotAddr};
 use redis::{Cmd, ErrorKind, IntoConnectionInfo, Pipeline, RedisError, RedisFuture, Script, Value};
 
+use super::redis_sentinel::SentinelConn;
 use super::redis_tracking::{self, NearCache, Watch};
 use super::{
     Count, CreateOutcome, Found, RateStore, RefreshState, Session, SessionCheck, SessionId, SessionPolicy,
@@ -47,11 +48,13 @@ use crate::config::{Overflow, RedisTarget};
 const COMMAND_TIMEOUT: Duration = Duration::from_millis(1000);
 const CONNECT_TIMEOUT: Duration = Duration::from_millis(1000);
 
-/// A connection to a single node or to a cluster; both reconnect by themselves.
+/// A connection to a single node, a cluster, or the primary Sentinel names; each
+/// reconnects by itself (the last follows a failover to another node).
 #[derive(Clone)]
 enum Conn {
     Single(ConnectionManager),
     Cluster(ClusterConnection),
+    Sentinel(Arc<SentinelConn>),
 }
 
 impl ConnectionLike for Conn {
@@ -59,6 +62,7 @@ impl ConnectionLike for Conn {
         match self {
             Conn::Single(c) => c.req_packed_command(cmd),
             Conn::Cluster(c) => c.req_packed_command(cmd),
+            Conn::Sentinel(s) => Box::pin(s.request(cmd)),
         }
     }
 
@@ -71,6 +75,7 @@ impl ConnectionLike for Conn {
         match self {
             Conn::Single(c) => c.req_packed_commands(p, offset, count),
             Conn::Cluster(c) => c.req_packed_commands(p, offset, count),
+            Conn::Sentinel(s) => Box::pin(s.requests(p, offset, count)),
         }
     }
 
@@ -78,6 +83,7 @@ impl ConnectionLike for Conn {
         match self {
             Conn::Single(c) => c.get_db(),
             Conn::Cluster(c) => c.get_db(),
+            Conn::Sentinel(s) => s.db(),
         }
     }
 }
@@ -284,6 +290,25 @@ impl RedisSessions {
                     .build()?;
                 Conn::Cluster(client.get_async_connection().await?)
             }
+            RedisTarget::Sentinel {
+                sentinels,
+                service,
+                username,
+                password,
+                db,
+            } => {
+                let node = redis::RedisConnectionInfo {
+                    db,
+                    username,
+                    password,
+                    ..Default::default()
+                };
+                let config = ConnectionManagerConfig::new()
+                    .set_connection_timeout(CONNECT_TIMEOUT)
+                    .set_response_timeout(COMMAND_TIMEOUT)
+                    .set_number_of_retries(1);
+                Conn::Sentinel(SentinelConn::connect(sentinels, &service, node, config).await?)
+            }
             RedisTarget::Node(url) => {
                 let info = url.as_str().into_connection_info()?;
                 let client = redis::Client::open(info.clone())?;
@@ -319,7 +344,7 @@ impl RedisSessions {
             return Ok(self);
         }
         let replicas = match &self.conn {
-            Conn::Single(_) => {
+            Conn::Single(_) | Conn::Sentinel(_) => {
                 let info: String = self.command(redis::cmd("INFO").arg("replication").to_owned()).await?;
                 info_field(&info, "connected_slaves").unwrap_or(0)
             }
@@ -358,7 +383,7 @@ impl RedisSessions {
         let mut wait = redis::cmd("WAIT");
         wait.arg(d.replicas).arg(d.timeout.as_millis() as u64);
         let acked: i64 = match &self.conn {
-            Conn::Single(_) => self.command(wait).await?,
+            Conn::Single(_) | Conn::Sentinel(_) => self.command(wait).await?,
             Conn::Cluster(c) => {
                 // WAIT counts the writes of one connection to one node: the node
                 // that holds the user's slot, through the connection the write took.

@@ -296,6 +296,103 @@ pub struct Cluster {
     _processes: Processes,
 }
 
+/// A primary, its replica and three sentinels watching them as the service
+/// `passport` (a second of silence marks the primary down), private to a test.
+pub struct Sentinels {
+    pub primary: PrivateRedis,
+    pub replica: PrivateRedis,
+    pub ports: Vec<u16>,
+    _dirs: Vec<tempfile::TempDir>,
+    _processes: Processes,
+}
+
+impl Sentinels {
+    pub fn start(test: &str) -> Option<Sentinels> {
+        let primary = PrivateRedis::start_with(test, &["--repl-diskless-sync-delay", "0"])?;
+        let primary_port = primary.port.to_string();
+        let replica = PrivateRedis::start_with(test, &["--replicaof", "127.0.0.1", &primary_port])?;
+        let ports: Vec<u16> = (0..3).map(|_| free_port()).collect();
+        let dirs: Vec<tempfile::TempDir> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
+        let children = ports
+            .iter()
+            .zip(&dirs)
+            .map(|(port, dir)| {
+                // Sentinel rewrites its configuration file: one of its own each.
+                let conf = dir.path().join("sentinel.conf");
+                std::fs::write(
+                    &conf,
+                    format!(
+                        "port {port}\nbind 127.0.0.1\ndir {}\n\
+                         sentinel monitor passport 127.0.0.1 {primary_port} 2\n\
+                         sentinel down-after-milliseconds passport 1000\n\
+                         sentinel failover-timeout passport 5000\n\
+                         sentinel parallel-syncs passport 1\n",
+                        dir.path().display()
+                    ),
+                )
+                .unwrap();
+                let mut sentinel = if on_path("redis-sentinel") {
+                    let mut c = Command::new("redis-sentinel");
+                    c.arg(&conf);
+                    c
+                } else {
+                    let mut c = Command::new("redis-server");
+                    c.arg(&conf).arg("--sentinel");
+                    c
+                };
+                sentinel
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::null())
+                    .spawn()
+                    .expect("redis-sentinel")
+            })
+            .collect();
+        let set = Sentinels {
+            primary,
+            replica,
+            ports,
+            _dirs: dirs,
+            _processes: Processes(children),
+        };
+        // Ready when every sentinel knows the replica and the two other sentinels.
+        let start = Instant::now();
+        for port in &set.ports {
+            assert!(
+                wait_for_port(*port, Duration::from_secs(10)),
+                "sentinel {port} did not start"
+            );
+            loop {
+                let replicas = set.cli(*port, &["sentinel", "replicas", "passport"]);
+                let others = set.cli(*port, &["sentinel", "sentinels", "passport"]);
+                if replicas.contains("master-link-status") && others.matches("runid").count() >= 2 {
+                    break;
+                }
+                assert!(
+                    start.elapsed() < Duration::from_secs(30),
+                    "the sentinels did not settle"
+                );
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        }
+        Some(set)
+    }
+
+    fn cli(&self, port: u16, args: &[&str]) -> String {
+        let out = Command::new("redis-cli")
+            .args(["-p", &port.to_string()])
+            .args(args)
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// `redis+sentinel://h1:p1,h2:p2,h3:p3/passport`.
+    pub fn url(&self) -> String {
+        let hosts: Vec<String> = self.ports.iter().map(|p| format!("127.0.0.1:{p}")).collect();
+        format!("redis+sentinel://{}/passport", hosts.join(","))
+    }
+}
+
 /// The arguments of every cluster node.
 const CLUSTER_NODE: &[&str] = &[
     "--cluster-enabled",
