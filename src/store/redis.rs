@@ -16,7 +16,8 @@
 //!
 //! On a single node, a server keeps the sessions it found valid in memory for as
 //! long as Redis's invalidation messages prove them unchanged (`redis_tracking`),
-//! so identify mostly costs no round trip. A Cluster is asked every time.
+//! so identify mostly costs no round trip. A Cluster, or a primary found through
+//! Sentinel (`redis_sentinel`), is asked every time.
 //!
 //! Replication is asynchronous: a revocation acknowledged by a primary that dies
 //! before a replica has it would come back on the promoted replica. Where replicas
