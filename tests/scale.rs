@@ -991,30 +991,7 @@ async fn a_cluster_primary_fails_over_and_passport_follows() {
     );
     // The killed node comes back as the new primary's replica; logging out works.
     cluster.revive(victim);
-    let start = Instant::now();
-    loop {
-        let (status, body) = post_auth(&c, format!("{base}/passport/logout"), token).await;
-        match status {
-            200 => break,
-            401 => {
-                // An earlier try was done on the primary but not confirmed in time.
-                assert_eq!(body["error"], "session_revoked", "{body}");
-                break;
-            }
-            503 => assert!(
-                start.elapsed() < Duration::from_secs(30),
-                "no replica came back: {body}"
-            ),
-            _ => panic!("{status} {body}"),
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-    let (status, body) = get(&c, format!("{base}/passport/me"), token).await;
-    assert_eq!(
-        (status, body["error"].as_str()),
-        (401, Some("session_revoked")),
-        "{body}"
-    );
+    logout_once_a_replica_is_back(&c, &base, token, Duration::from_secs(30)).await;
 }
 
 /// A primary with a replica under three sentinels; the primary is killed.
@@ -1092,24 +1069,28 @@ async fn a_sentinel_failover_and_passport_follows() {
     );
     // The old primary comes back; the sentinels make it the new primary's replica.
     set.primary.resume();
+    logout_once_a_replica_is_back(&c, &base, &token, Duration::from_secs(40)).await;
+}
+
+/// Logs `token` out, trying again while the answer is 503 (no replica has
+/// confirmed the revocation yet), for at most `within`; then the session is over.
+async fn logout_once_a_replica_is_back(c: &reqwest::Client, base: &str, token: &str, within: Duration) {
     let start = Instant::now();
     loop {
-        let (status, body) = post_auth(&c, format!("{base}/passport/logout"), &token).await;
+        let (status, body) = post_auth(c, format!("{base}/passport/logout"), token).await;
         match status {
             200 => break,
             401 => {
+                // An earlier try was done on the primary but not confirmed in time.
                 assert_eq!(body["error"], "session_revoked", "{body}");
                 break;
             }
-            503 => assert!(
-                start.elapsed() < Duration::from_secs(40),
-                "no replica came back: {body}"
-            ),
+            503 => assert!(start.elapsed() < within, "no replica came back: {body}"),
             _ => panic!("{status} {body}"),
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    let (status, body) = get(&c, format!("{base}/passport/me"), &token).await;
+    let (status, body) = get(c, format!("{base}/passport/me"), token).await;
     assert_eq!(
         (status, body["error"].as_str()),
         (401, Some("session_revoked")),

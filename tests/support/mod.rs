@@ -540,6 +540,14 @@ impl Cluster {
     }
 }
 
+/// Waits (at most 10 s) until nothing listens on `port`, so that a restart can bind it.
+fn wait_until_closed(port: u16) {
+    let start = Instant::now();
+    while TcpStream::connect(("127.0.0.1", port)).is_ok() && start.elapsed() < Duration::from_secs(10) {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 /// Whether `program` is an executable file in a directory of `PATH`.
 fn on_path(program: &str) -> bool {
     use std::os::unix::fs::PermissionsExt;
@@ -678,10 +686,7 @@ impl PrivateMariadb {
                 let _ = c.wait();
             }
         }
-        let start = Instant::now();
-        while TcpStream::connect(("127.0.0.1", self.port)).is_ok() && start.elapsed() < Duration::from_secs(10) {
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        wait_until_closed(self.port);
     }
 
     pub fn resume(&mut self) {
@@ -804,10 +809,7 @@ impl PrivatePostgres {
         }
         // The postmaster's children notice their parent is gone and exit; wait until
         // the port is closed so that a restart can bind it.
-        let start = Instant::now();
-        while TcpStream::connect(("127.0.0.1", self.port)).is_ok() && start.elapsed() < Duration::from_secs(10) {
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        wait_until_closed(self.port);
     }
 
     pub fn resume(&mut self) {
