@@ -117,7 +117,8 @@ impl fmt::Display for StoreUrl {
                 let creds = &s[start + 3..at];
                 match creds.find(':') {
                     Some(colon) => write!(f, "{}{}:***{}", &s[..start + 3], &creds[..colon], &s[at..]),
-                    None => f.write_str(s),
+                    // `scheme://secret@host`: a password alone (Sentinel, Redis).
+                    None => write!(f, "{}***{}", &s[..start + 3], &s[at..]),
                 }
             }
             _ => f.write_str(s),

@@ -64,7 +64,12 @@ pub async fn connect(config: &Config, mode: Mode) -> anyhow::Result<Stores> {
                 replicas: config.redis_wait_replicas,
                 timeout: std::time::Duration::from_millis(config.redis_wait_ms),
             };
-            let redis = Arc::new(redis.with_durable_revocations(durability).await.map_err(in_url)?);
+            let redis = Arc::new(
+                redis
+                    .with_durable_revocations(redis_url.expose(), durability)
+                    .await
+                    .map_err(in_url)?,
+            );
             (redis.clone(), redis)
         }
         None => {

@@ -33,7 +33,6 @@ use async_trait::async_trait;
 use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
 use redis::cluster::ClusterClientBuilder;
 use redis::cluster_async::ClusterConnection;
-use redis::cluster_routing::{Route, RoutingInfo, SingleNodeRoutingInfo, SlotAddr};
 use redis::{Cmd, ErrorKind, IntoConnectionInfo, Pipeline, RedisError, RedisFuture, Script, Value};
 
 use super::redis_sentinel::SentinelConn;
@@ -101,8 +100,9 @@ pub struct RedisSessions {
     conn: Conn,
     prefix: String,
     closed: AtomicBool,
-    /// Set where replicas exist and durability was asked for.
-    durable: Option<Durability>,
+    /// Set where replicas exist and durability was asked for: with a connection of
+    /// its own for the fences (below), so that a `WAIT` never holds up identify.
+    durable: Option<(Durability, Conn)>,
     /// Sessions known valid without a round trip, and the task that keeps them
     /// true; only on a single node, and only when asked for (a server).
     near: Option<(Arc<NearCache>, tokio::task::JoinHandle<()>)>,
@@ -240,17 +240,6 @@ fn info_field(info: &str, name: &str) -> Option<u32> {
         .find_map(|line| line.strip_prefix(name)?.strip_prefix(':')?.trim().parse().ok())
 }
 
-/// The cluster slot of `key`: CRC16 (XMODEM, as Redis Cluster and the redis crate
-/// use) of its hash tag, the text inside the first `{…}` when not empty.
-fn key_slot(key: &str) -> u16 {
-    let tagged = key
-        .find('{')
-        .and_then(|open| key[open + 1..].find('}').map(|len| &key[open + 1..open + 1 + len]))
-        .filter(|tag| !tag.is_empty())
-        .unwrap_or(key);
-    crc16::State::<crc16::XMODEM>::calculate(tagged.as_bytes()) % 16384
-}
-
 fn opt(s: String) -> Option<String> {
     (!s.is_empty()).then_some(s)
 }
@@ -269,6 +258,51 @@ fn unhex(s: &str) -> [u8; 32] {
     out
 }
 
+/// A connection to a single node, from its connection info.
+async fn single(info: redis::ConnectionInfo) -> anyhow::Result<ConnectionManager> {
+    let client = redis::Client::open(info)?;
+    let config = ConnectionManagerConfig::new()
+        .set_connection_timeout(CONNECT_TIMEOUT)
+        .set_response_timeout(COMMAND_TIMEOUT)
+        .set_number_of_retries(1);
+    Ok(ConnectionManager::new_with_config(client, config).await?)
+}
+
+/// A connection to what `target` names; a Cluster's requests are retried
+/// `retries` times (on another node's connection if the first is gone).
+async fn open(target: RedisTarget, retries: u32) -> anyhow::Result<Conn> {
+    Ok(match target {
+        RedisTarget::Node(url) => Conn::Single(single(url.as_str().into_connection_info()?).await?),
+        RedisTarget::Cluster(nodes) => {
+            let client = ClusterClientBuilder::new(nodes)
+                .connection_timeout(CONNECT_TIMEOUT)
+                .response_timeout(COMMAND_TIMEOUT)
+                .retries(retries)
+                .build()?;
+            Conn::Cluster(client.get_async_connection().await?)
+        }
+        RedisTarget::Sentinel {
+            sentinels,
+            service,
+            username,
+            password,
+            db,
+        } => {
+            let node = redis::RedisConnectionInfo {
+                db,
+                username,
+                password,
+                ..Default::default()
+            };
+            let config = ConnectionManagerConfig::new()
+                .set_connection_timeout(CONNECT_TIMEOUT)
+                .set_response_timeout(COMMAND_TIMEOUT)
+                .set_number_of_retries(1);
+            Conn::Sentinel(SentinelConn::connect(sentinels, &service, node, config).await?)
+        }
+    })
+}
+
 impl RedisSessions {
     /// Connects to the node or cluster `url` names (failing if it cannot be reached
     /// now). With `track`, a single node's valid sessions are also kept in memory
@@ -283,41 +317,9 @@ impl RedisSessions {
         let mut near = None;
         let target = RedisTarget::parse(url).map_err(|e| anyhow::anyhow!(e))?;
         let conn = match target {
-            RedisTarget::Cluster(nodes) => {
-                let client = ClusterClientBuilder::new(nodes)
-                    .connection_timeout(CONNECT_TIMEOUT)
-                    .response_timeout(COMMAND_TIMEOUT)
-                    .retries(1)
-                    .build()?;
-                Conn::Cluster(client.get_async_connection().await?)
-            }
-            RedisTarget::Sentinel {
-                sentinels,
-                service,
-                username,
-                password,
-                db,
-            } => {
-                let node = redis::RedisConnectionInfo {
-                    db,
-                    username,
-                    password,
-                    ..Default::default()
-                };
-                let config = ConnectionManagerConfig::new()
-                    .set_connection_timeout(CONNECT_TIMEOUT)
-                    .set_response_timeout(COMMAND_TIMEOUT)
-                    .set_number_of_retries(1);
-                Conn::Sentinel(SentinelConn::connect(sentinels, &service, node, config).await?)
-            }
             RedisTarget::Node(url) => {
                 let info = url.as_str().into_connection_info()?;
-                let client = redis::Client::open(info.clone())?;
-                let config = ConnectionManagerConfig::new()
-                    .set_connection_timeout(CONNECT_TIMEOUT)
-                    .set_response_timeout(COMMAND_TIMEOUT)
-                    .set_number_of_retries(1);
-                let manager = ConnectionManager::new_with_config(client, config).await?;
+                let manager = single(info.clone()).await?;
                 if let Some(watch) = track {
                     let cache = Arc::new(NearCache::default());
                     let tracker = redis_tracking::track(cache.clone(), info, watch, manager.clone());
@@ -325,6 +327,7 @@ impl RedisSessions {
                 }
                 Conn::Single(manager)
             }
+            other => open(other, 1).await?,
         };
         Ok(RedisSessions {
             conn,
@@ -336,66 +339,77 @@ impl RedisSessions {
         })
     }
 
-    /// Makes revocations durable across a failover, where the Redis has replicas:
-    /// a single node that reports connected replicas, or a Cluster with a replica
-    /// anywhere. Without replicas there is nothing to wait for (and `WAIT` would
-    /// only time out), so revocations are acknowledged as before; a warning says so.
-    pub async fn with_durable_revocations(mut self, wanted: Durability) -> anyhow::Result<RedisSessions> {
+    /// Makes revocations durable across a failover, where the Redis `url` names
+    /// has replicas: a single node that reports connected replicas, or a Cluster
+    /// with a replica anywhere, seen now. Without replicas there is nothing to wait
+    /// for (`WAIT` would only time out), so revocations are acknowledged as before,
+    /// with a warning; so too when Redis refuses to say (an ACL on `INFO`).
+    pub async fn with_durable_revocations(mut self, url: &str, wanted: Durability) -> anyhow::Result<RedisSessions> {
         if wanted.replicas == 0 {
             return Ok(self);
         }
-        let replicas = match &self.conn {
-            Conn::Single(_) | Conn::Sentinel(_) => {
-                let info: String = self.command(redis::cmd("INFO").arg("replication").to_owned()).await?;
-                info_field(&info, "connected_slaves").unwrap_or(0)
-            }
-            Conn::Cluster(_) => {
-                let nodes: String = self.command(redis::cmd("CLUSTER").arg("NODES").to_owned()).await?;
-                nodes
-                    .lines()
-                    .filter(|line| {
-                        line.split(' ')
-                            .nth(2)
-                            .is_some_and(|flags| flags.split(',').any(|f| f == "slave"))
-                    })
-                    .count() as u32
-            }
+        let probe = match &self.conn {
+            Conn::Single(_) | Conn::Sentinel(_) => self
+                .command::<String>(redis::cmd("INFO").arg("replication").to_owned())
+                .await
+                .map(|info| info_field(&info, "connected_slaves").unwrap_or(0)),
+            Conn::Cluster(_) => self
+                .command::<String>(redis::cmd("CLUSTER").arg("NODES").to_owned())
+                .await
+                .map(|nodes| {
+                    nodes
+                        .lines()
+                        .filter(|line| {
+                            line.split(' ')
+                                .nth(2)
+                                .is_some_and(|flags| flags.split(',').any(|f| f == "slave"))
+                        })
+                        .count() as u32
+                }),
         };
-        if replicas == 0 {
-            tracing::warn!(
+        match probe {
+            Ok(0) => tracing::warn!(
                 "Redis has no replica: revocations are not waited for (a failover, were there one, could lose one)"
-            );
-        } else {
-            self.durable = Some(wanted);
+            ),
+            Err(e) => {
+                tracing::warn!(error = %e, "Redis did not say whether it has replicas: revocations are not waited for")
+            }
+            Ok(_) => {
+                // A retried fence is the whole pipeline again, routed by the fence's
+                // key: the SET and its WAIT always share one node's connection.
+                let target = RedisTarget::parse(url).map_err(|e| anyhow::anyhow!(e))?;
+                self.durable = Some((wanted, open(target, 3).await?));
+            }
         }
         Ok(self)
     }
 
     pub fn durability(&self) -> Option<Durability> {
-        self.durable
+        self.durable.as_ref().map(|(d, _)| *d)
     }
 
-    /// Waits until the revocations just made for `user_id` (on this connection, on
-    /// the user's node) have reached the replicas durability asks for; past the
-    /// timeout the store is unavailable for that answer (fail closed: the caller is
-    /// told the revocation is not confirmed, though the primary has it).
+    /// Waits until what was just written for `user_id` has reached the replicas
+    /// durability asks for. A fence (a short-lived key in the user's slot) is
+    /// written and `WAIT` asked, in one pipeline on the fence connection: `WAIT`
+    /// counts that connection's writes, and a replica that has the fence has every
+    /// earlier write of that primary, the revocation included (replication is one
+    /// ordered stream). Past the timeout the answer is 503: the primary has the
+    /// revocation, whether it would survive a failover is not known.
     async fn confirm(&self, user_id: i64) -> Result<(), StoreError> {
-        let Some(d) = self.durable else { return Ok(()) };
-        let mut wait = redis::cmd("WAIT");
-        wait.arg(d.replicas).arg(d.timeout.as_millis() as u64);
-        let acked: i64 = match &self.conn {
-            Conn::Single(_) | Conn::Sentinel(_) => self.command(wait).await?,
-            Conn::Cluster(c) => {
-                // WAIT counts the writes of one connection to one node: the node
-                // that holds the user's slot, through the connection the write took.
-                let slot = key_slot(&self.base(user_id));
-                let to =
-                    RoutingInfo::SingleNode(SingleNodeRoutingInfo::SpecificNode(Route::new(slot, SlotAddr::Master)));
-                let value = self.bounded(async { c.clone().route_command(&wait, to).await }).await?;
-                redis::from_redis_value(&value).map_err(classify)?
-            }
-        };
-        if acked >= i64::from(d.replicas) {
+        let Some((d, fence)) = &self.durable else { return Ok(()) };
+        let mut pipe = redis::pipe();
+        pipe.cmd("SET")
+            .arg(format!("{}fence", self.base(user_id)))
+            .arg(crate::clock::now())
+            .arg("PX")
+            .arg(60_000)
+            .cmd("WAIT")
+            .arg(d.replicas)
+            .arg(d.timeout.as_millis() as u64);
+        let (set, acked): (String, i64) = self
+            .bounded(async { pipe.query_async(&mut fence.clone()).await })
+            .await?;
+        if set == "OK" && acked >= i64::from(d.replicas) {
             return Ok(());
         }
         Err(super::counted(
@@ -466,8 +480,9 @@ impl RedisSessions {
 
     /// A read that a Cluster may answer on another try: while the cluster client
     /// learns a new topology (a failover), a request to a healthy node can fail or
-    /// time out. Tries go on, 25 ms apart, within the one deadline of a request;
-    /// past it the read fails closed.
+    /// time out. Tries go on, 100 ms apart (at most 20), within the one deadline of
+    /// a request; past it the read fails closed. A user on a node that is down
+    /// waits out the deadline before the 503.
     async fn read<T: redis::FromRedisValue>(&self, pipe: &Pipeline) -> Result<T, StoreError> {
         if !matches!(self.conn, Conn::Cluster(_)) {
             return self.query(pipe).await;
@@ -480,7 +495,7 @@ impl RedisSessions {
                     Err(e) if !matches!(classify_quietly(&e), StoreError::Other(_)) => last = Some(e),
                     answer => return answer,
                 }
-                tokio::time::sleep(Duration::from_millis(25)).await;
+                tokio::time::sleep(Duration::from_millis(100)).await;
             }
         };
         match tokio::time::timeout(COMMAND_TIMEOUT * 2, tries).await {
@@ -631,9 +646,9 @@ impl SessionStore for RedisSessions {
         // Forgotten whatever the answer: a write whose answer was lost may have happened.
         self.forget([sid]);
         let revoked = n? == 1;
-        if revoked {
-            self.confirm(user_id).await?;
-        }
+        // Also when nothing was left to delete: an earlier try may have deleted it
+        // without its confirmation.
+        self.confirm(user_id).await?;
         Ok(revoked)
     }
 
@@ -645,9 +660,7 @@ impl SessionStore for RedisSessions {
         let gone: Vec<String> = self.run(inv).await.inspect_err(|_| self.forget_all())?;
         let gone: Vec<SessionId> = gone.iter().filter_map(|s| SessionId::parse(s)).collect();
         self.forget(&gone);
-        if !gone.is_empty() {
-            self.confirm(user_id).await?;
-        }
+        self.confirm(user_id).await?;
         Ok(gone)
     }
 
@@ -749,22 +762,5 @@ impl RateStore for RedisSessions {
         cmd.arg(self.rate_key(key));
         let _: i64 = self.command(cmd).await?;
         Ok(())
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::key_slot;
-
-    /// Slots as `CLUSTER KEYSLOT` gives them (values from Redis's documentation and
-    /// its own test suite).
-    #[test]
-    fn key_slots_follow_redis_cluster() {
-        assert_eq!(key_slot("123456789"), 12739);
-        assert_eq!(key_slot("foo"), 12182);
-        assert_eq!(key_slot("{user1000}.following"), key_slot("user1000"));
-        assert_eq!(key_slot("passport:{u42}:sessions"), key_slot("u42"));
-        assert_eq!(key_slot("foo{}{bar}"), key_slot("foo{}{bar}"));
-        assert_ne!(key_slot("foo{}{bar}"), key_slot("bar"));
     }
 }

@@ -308,6 +308,10 @@ pub struct Sentinels {
 
 impl Sentinels {
     pub fn start(test: &str) -> Option<Sentinels> {
+        if !have("redis-cli") {
+            unavailable(test, "redis-cli is needed to watch the sentinels");
+            return None;
+        }
         let primary = PrivateRedis::start_with(test, &["--repl-diskless-sync-delay", "0"])?;
         let primary_port = primary.port.to_string();
         let replica = PrivateRedis::start_with(test, &["--replicaof", "127.0.0.1", &primary_port])?;
@@ -403,6 +407,9 @@ const CLUSTER_NODE: &[&str] = &[
     "1000",
     "--repl-diskless-sync-delay",
     "0",
+    // The slots of healthy primaries keep being served while one shard fails over.
+    "--cluster-require-full-coverage",
+    "no",
 ];
 
 impl Cluster {
