@@ -258,14 +258,18 @@ fn unhex(s: &str) -> [u8; 32] {
     out
 }
 
+/// How every connection to one node is made: bounded in time, one retry.
+fn manager_config() -> ConnectionManagerConfig {
+    ConnectionManagerConfig::new()
+        .set_connection_timeout(CONNECT_TIMEOUT)
+        .set_response_timeout(COMMAND_TIMEOUT)
+        .set_number_of_retries(1)
+}
+
 /// A connection to a single node, from its connection info.
 async fn single(info: redis::ConnectionInfo) -> anyhow::Result<ConnectionManager> {
     let client = redis::Client::open(info)?;
-    let config = ConnectionManagerConfig::new()
-        .set_connection_timeout(CONNECT_TIMEOUT)
-        .set_response_timeout(COMMAND_TIMEOUT)
-        .set_number_of_retries(1);
-    Ok(ConnectionManager::new_with_config(client, config).await?)
+    Ok(ConnectionManager::new_with_config(client, manager_config()).await?)
 }
 
 /// A connection to what `target` names; a Cluster's requests are retried
@@ -294,11 +298,7 @@ async fn open(target: RedisTarget, retries: u32) -> anyhow::Result<Conn> {
                 password,
                 ..Default::default()
             };
-            let config = ConnectionManagerConfig::new()
-                .set_connection_timeout(CONNECT_TIMEOUT)
-                .set_response_timeout(COMMAND_TIMEOUT)
-                .set_number_of_retries(1);
-            Conn::Sentinel(SentinelConn::connect(sentinels, &service, node, config).await?)
+            Conn::Sentinel(SentinelConn::connect(sentinels, &service, node, manager_config()).await?)
         }
     })
 }
@@ -487,27 +487,16 @@ impl RedisSessions {
         if !matches!(self.conn, Conn::Cluster(_)) {
             return self.query(pipe).await;
         }
-        self.ensure_open()?;
-        let mut last = None;
-        let tries = async {
+        self.bounded(async {
             loop {
                 match pipe.query_async(&mut self.conn.clone()).await {
-                    Err(e) if !matches!(classify_quietly(&e), StoreError::Other(_)) => last = Some(e),
+                    Err(e) if !matches!(classify_quietly(&e), StoreError::Other(_)) => {}
                     answer => return answer,
                 }
                 tokio::time::sleep(Duration::from_millis(100)).await;
             }
-        };
-        match tokio::time::timeout(COMMAND_TIMEOUT * 2, tries).await {
-            Ok(result) => result.map_err(classify),
-            Err(_) => Err(super::counted(
-                "redis",
-                StoreError::Unavailable(match last {
-                    Some(e) => format!("redis read failed until its deadline: {e}"),
-                    None => "redis command timed out".into(),
-                }),
-            )),
-        }
+        })
+        .await
     }
 
     /// One request to Redis (a command, a script, a pipeline), refused once the
