@@ -29,6 +29,39 @@ fn client() -> reqwest::Client {
         .unwrap()
 }
 
+/// What `/readyz` answers with 200: its `data`.
+async fn ready(c: &reqwest::Client, base: &str) -> Value {
+    let r = c.get(format!("{base}/readyz")).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    r.json::<Value>().await.unwrap()["data"].clone()
+}
+
+/// Asks `/readyz` until its `data` is what `expected` wants (at most 15 s; the
+/// nodes of a cluster learn of a failover by gossip, one after another).
+async fn ready_until(c: &reqwest::Client, base: &str, expected: impl Fn(&Value) -> bool) -> Value {
+    let start = Instant::now();
+    loop {
+        let r = c.get(format!("{base}/readyz")).send().await.unwrap();
+        let status = r.status();
+        let seen = r.json::<Value>().await.unwrap()["data"].clone();
+        if status == 200 && expected(&seen) {
+            return seen;
+        }
+        assert!(start.elapsed() < Duration::from_secs(15), "/readyz: {status} {seen}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// The replicas of each primary `/readyz` shows, fewest first.
+fn replicas_of_primaries(redis: &Value) -> Vec<i64> {
+    let mut replicas: Vec<i64> = redis["primaries"]
+        .as_array()
+        .map(|ps| ps.iter().filter_map(|p| p["replicas"].as_i64()).collect())
+        .unwrap_or_default();
+    replicas.sort();
+    replicas
+}
+
 /// An in-process server; stopped when the sender is dropped.
 async fn spawn_in_process(dir: &Path, extra: &[(&str, &str)]) -> (String, oneshot::Sender<()>) {
     let config = support::config(dir, extra);
@@ -299,6 +332,13 @@ async fn redis_down_fails_closed_and_recovers_without_restart() {
     );
     let token = token_of(&post(&c, format!("{base}/passport/login"), creds.clone()).await.1);
     assert_eq!(get(&c, format!("{base}/passport/me"), &token).await.0, 200);
+    let seen = ready(&c, &base).await;
+    assert_eq!(seen["sessions"], "ok", "{seen}");
+    assert_eq!(
+        seen["redis"],
+        json!({"mode": "node", "durable_revocations": false, "failing": [],
+               "primaries": [{"address": format!("127.0.0.1:{}", redis.port), "replicas": 0}]})
+    );
 
     redis.stop();
     let stopped = Instant::now();
@@ -946,6 +986,14 @@ async fn a_cluster_primary_fails_over_and_passport_follows() {
         "every user on one primary: pick more users"
     );
 
+    let seen = ready(&c, &base).await;
+    assert_eq!(
+        (&seen["sessions"], &seen["redis"]["durable_revocations"]),
+        (&json!("ok"), &json!(true)),
+        "{seen}"
+    );
+    assert_eq!(replicas_of_primaries(&seen["redis"]), [1, 1, 1], "{seen}");
+
     cluster.kill(victim);
     let start = Instant::now();
     let mut refused = 0;
@@ -982,8 +1030,19 @@ async fn a_cluster_primary_fails_over_and_passport_follows() {
         "served again {:?} after the kill; {refused} answers were 503",
         start.elapsed()
     );
-    let ready = c.get(format!("{base}/readyz")).send().await.unwrap();
-    assert_eq!(ready.status(), 200);
+    // Once every node has the news: the victim is failing, and its replica serves
+    // its slots with no replica of its own (logouts of its users cannot be confirmed).
+    let failing = json!([format!("127.0.0.1:{victim}")]);
+    let seen = ready_until(&c, &base, |seen| {
+        let redis = &seen["redis"];
+        seen["sessions"] == "degraded"
+            && redis["mode"] == "cluster"
+            && redis["slots_served"] == 16384
+            && redis["failing"] == failing
+            && replicas_of_primaries(redis) == [0, 1, 1]
+    })
+    .await;
+    eprintln!("during the failover, /readyz: {seen}");
 
     // A logout of a user whose shard has no replica left cannot be made durable.
     let (token, _) = &users[0];
@@ -998,7 +1057,13 @@ async fn a_cluster_primary_fails_over_and_passport_follows() {
     // session on the primary); the first after the failover may find Passport's
     // fence connection still learning where the slot went.
     cluster.revive(victim);
-    replica_in_sync(&format!("redis://127.0.0.1:{victim}"), Duration::from_secs(30)).await;
+    replica_in_sync(victim, Duration::from_secs(30)).await;
+    ready_until(&c, &base, |seen| {
+        seen["sessions"] == "ok"
+            && seen["redis"]["failing"] == json!([])
+            && replicas_of_primaries(&seen["redis"]) == [1, 1, 1]
+    })
+    .await;
     let mut untried = vec![untouched];
     untried.extend(
         users
@@ -1081,6 +1146,16 @@ async fn a_sentinel_failover_and_passport_follows() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 
+    let primary = |port: u16, replicas: u32| {
+        json!({"mode": "sentinel", "durable_revocations": true, "failing": [],
+               "primaries": [{"address": format!("127.0.0.1:{port}"), "replicas": replicas}]})
+    };
+    let seen = ready(&c, &base).await;
+    assert_eq!(
+        (&seen["sessions"], &seen["redis"]),
+        (&json!("ok"), &primary(set.primary.port, 1))
+    );
+
     set.primary.stop();
     let start = Instant::now();
     let mut refused = 0;
@@ -1111,6 +1186,11 @@ async fn a_sentinel_failover_and_passport_follows() {
         start.elapsed()
     );
     assert!(refused > 0, "the dead primary must have been noticed");
+    let promoted = primary(set.replica.port, 0);
+    ready_until(&c, &base, |seen| {
+        seen["sessions"] == "degraded" && seen["redis"] == promoted
+    })
+    .await;
 
     // The promoted replica has no replica of its own: a logout cannot be made durable.
     let (status, body) = post_auth(&c, format!("{base}/passport/logout"), &token).await;
@@ -1121,20 +1201,44 @@ async fn a_sentinel_failover_and_passport_follows() {
     );
     // The old primary comes back; the sentinels make it the new primary's replica.
     set.primary.resume();
-    replica_in_sync(&set.primary.url(), Duration::from_secs(40)).await;
+    replica_in_sync(set.primary.port, Duration::from_secs(40)).await;
+    let healed = primary(set.replica.port, 1);
+    ready_until(&c, &base, |seen| seen["sessions"] == "ok" && seen["redis"] == healed).await;
     logout_is_confirmed(&c, &base, &untouched).await;
 }
 
-/// Waits (at most `within`) until the node at `url` is a replica in sync.
-async fn replica_in_sync(url: &str, within: Duration) {
+/// Waits (at most `within`) until the node at `port` is a replica that its primary
+/// counts in `WAIT`. The replica reports its link up before that: the primary
+/// starts streaming to a resynced replica on its next acknowledgement, up to a
+/// second later, and until then `WAIT` does not count it.
+async fn replica_in_sync(port: u16, within: Duration) {
+    let connect = |port: u16| redis::Client::open(format!("redis://127.0.0.1:{port}")).and_then(|c| c.get_connection());
     let start = Instant::now();
     loop {
-        let info = redis::Client::open(url)
-            .and_then(|c| c.get_connection())
+        let info = connect(port)
             .and_then(|mut c| redis::cmd("INFO").arg("replication").query::<String>(&mut c))
             .unwrap_or_default();
-        if info.contains("role:slave") && info.contains("master_link_status:up") {
-            return;
+        let field = |name: &str| {
+            info.lines()
+                .find_map(|l| l.strip_prefix(name)?.strip_prefix(':').map(str::trim))
+        };
+        if field("master_link_status") == Some("up") {
+            let primary = field("master_port").and_then(|p| p.parse().ok());
+            if let Some(Ok(mut c)) = primary.map(connect) {
+                // A write the primary owns (on a Cluster node, a key of its slots),
+                // then whether a replica has it.
+                let owned = (0..64).any(|i| {
+                    redis::cmd("SET")
+                        .arg(format!("replica-probe:{i}"))
+                        .arg(1)
+                        .query::<()>(&mut c)
+                        .is_ok()
+                });
+                let counted: i64 = redis::cmd("WAIT").arg(1).arg(200).query(&mut c).unwrap_or(0);
+                if owned && counted >= 1 {
+                    return;
+                }
+            }
         }
         assert!(start.elapsed() < within, "no replica came back: {info}");
         tokio::time::sleep(Duration::from_millis(100)).await;

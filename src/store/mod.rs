@@ -11,6 +11,7 @@ pub mod mysql;
 pub mod postgres;
 pub mod redis;
 mod redis_sentinel;
+pub mod redis_topology;
 pub mod redis_tracking;
 pub mod sqlite;
 mod sqlite_pool;
@@ -241,6 +242,11 @@ pub trait SessionStore: Send + Sync {
         expires_at: i64,
     ) -> Result<bool, StoreError>;
     async fn ping(&self) -> Result<(), StoreError>;
+    /// Answers as `ping`, with what the store sees of the servers behind it where
+    /// that is more than one process (Redis).
+    async fn topology(&self) -> Result<Option<redis_topology::Topology>, StoreError> {
+        self.ping().await.map(|()| None)
+    }
     /// Releases connections and background work; every later call answers `Unavailable`.
     async fn close(&self);
     /// How many sessions the store holds, when it can tell without a round trip.

@@ -36,6 +36,7 @@ use redis::cluster_async::ClusterConnection;
 use redis::{Cmd, ErrorKind, IntoConnectionInfo, Pipeline, RedisError, RedisFuture, Script, Value};
 
 use super::redis_sentinel::SentinelConn;
+use super::redis_topology::Topology;
 use super::redis_tracking::{self, NearCache, Watch};
 use super::{
     Count, CreateOutcome, Found, RateStore, RefreshState, Session, SessionCheck, SessionId, SessionPolicy,
@@ -98,6 +99,8 @@ pub struct Durability {
 
 pub struct RedisSessions {
     conn: Conn,
+    /// The node a single-node URL names (`host:port`), for `/readyz`.
+    node: String,
     prefix: String,
     closed: AtomicBool,
     /// Set where replicas exist and durability was asked for: with a connection of
@@ -315,10 +318,12 @@ impl RedisSessions {
         stats: Arc<StoreStats>,
     ) -> anyhow::Result<RedisSessions> {
         let mut near = None;
+        let mut node = String::new();
         let target = RedisTarget::parse(url).map_err(|e| anyhow::anyhow!(e))?;
         let conn = match target {
             RedisTarget::Node(url) => {
                 let info = url.as_str().into_connection_info()?;
+                node = info.addr.to_string();
                 let manager = single(info.clone()).await?;
                 if let Some(watch) = track {
                     let cache = Arc::new(NearCache::default());
@@ -331,6 +336,7 @@ impl RedisSessions {
         };
         Ok(RedisSessions {
             conn,
+            node,
             prefix: prefix.to_owned(),
             closed: AtomicBool::new(false),
             durable: None,
@@ -707,6 +713,24 @@ impl SessionStore for RedisSessions {
 
     async fn ping(&self) -> Result<(), StoreError> {
         self.command::<String>(redis::cmd("PING")).await.map(|_| ())
+    }
+
+    async fn topology(&self) -> Result<Option<Topology>, StoreError> {
+        let durable = self.durable.is_some();
+        let replication = || self.command::<String>(redis::cmd("INFO").arg("replication").to_owned());
+        Ok(Some(match &self.conn {
+            Conn::Single(_) => Topology::of_node("node", self.node.clone(), &replication().await?, durable),
+            Conn::Sentinel(s) => {
+                let info = replication().await?;
+                Topology::of_node("sentinel", s.primary_address().unwrap_or_default(), &info, durable)
+            }
+            Conn::Cluster(_) => {
+                let nodes = self
+                    .command::<String>(redis::cmd("CLUSTER").arg("NODES").to_owned())
+                    .await?;
+                Topology::of_cluster(&nodes, durable)
+            }
+        }))
     }
 
     async fn close(&self) {

@@ -14,7 +14,8 @@ use redis::{Cmd, ErrorKind, Pipeline, RedisError, RedisResult, Value};
 
 pub struct SentinelConn {
     sentinels: tokio::sync::Mutex<SentinelClient>,
-    primary: parking_lot::Mutex<Option<ConnectionManager>>,
+    /// The primary's connection, with its address (`host:port`).
+    primary: parking_lot::Mutex<Option<(ConnectionManager, String)>>,
     config: ConnectionManagerConfig,
     db: i64,
 }
@@ -51,13 +52,19 @@ impl SentinelConn {
     /// The connection to the primary, asking the sentinels for it when there is
     /// none (at the start, or after a failure).
     async fn primary(&self) -> RedisResult<ConnectionManager> {
-        if let Some(conn) = self.primary.lock().clone() {
+        if let Some((conn, _)) = self.primary.lock().clone() {
             return Ok(conn);
         }
         let client = self.sentinels.lock().await.async_get_client().await?;
+        let address = client.get_connection_info().addr.to_string();
         let conn = ConnectionManager::new_with_config(client, self.config.clone()).await?;
-        *self.primary.lock() = Some(conn.clone());
+        *self.primary.lock() = Some((conn.clone(), address));
         Ok(conn)
+    }
+
+    /// Where requests go now: the primary the sentinels last named, if connected.
+    pub fn primary_address(&self) -> Option<String> {
+        self.primary.lock().as_ref().map(|(_, address)| address.clone())
     }
 
     /// Forgets the primary when `e` says it is gone or demoted.
