@@ -819,19 +819,41 @@ const THREE: SessionPolicy = SessionPolicy {
 /// `logout_all` or an eviction by a newer login, in turn); at once the primary is
 /// killed and the replica promoted. Returns how many revocations were
 /// acknowledged and still came back as valid sessions on the promoted replica.
-async fn revocations_lost_in_failovers(test: &str, replicas: u32, rounds: usize) -> Option<usize> {
+/// Who promotes the replica once the primary is killed.
+#[derive(Clone, Copy)]
+enum Failover {
+    /// The test, at once (`REPLICAOF NO ONE`); Passport is given the primary's URL.
+    ByHand,
+    /// Three sentinels, a second after the primary stops answering; Passport is
+    /// given the sentinels' URL.
+    BySentinels,
+}
+
+async fn revocations_lost_in_failovers(test: &str, replicas: u32, rounds: usize, failover: Failover) -> Option<usize> {
     let mut lost = 0;
     for round in 0..rounds {
-        let (mut primary, mut replica) = primary_and_replica(test)?;
+        let (mut pair, mut set) = (None, None);
+        let (primary, replica, url) = match failover {
+            Failover::ByHand => {
+                let (primary, replica) = pair.insert(primary_and_replica(test)?);
+                let url = primary.url();
+                (primary, replica, url)
+            }
+            Failover::BySentinels => {
+                let set = set.insert(support::Sentinels::start(test)?);
+                let url = set.url();
+                (&mut set.primary, &mut set.replica, url)
+            }
+        };
         let prefix = format!("passport-test:{}:", support::unique());
         let durability = Durability {
             replicas,
             timeout: Duration::from_millis(900),
         };
-        let store = RedisSessions::connect(&primary.url(), &prefix, None, Default::default())
+        let store = RedisSessions::connect(&url, &prefix, None, Default::default())
             .await
             .unwrap()
-            .with_durable_revocations(&primary.url(), durability)
+            .with_durable_revocations(&url, durability)
             .await
             .unwrap();
         assert_eq!(store.durability().is_some(), replicas > 0);
@@ -892,14 +914,42 @@ async fn revocations_lost_in_failovers(test: &str, replicas: u32, rounds: usize)
                 "round {round}: a revocation with a live replica is acknowledged"
             );
         }
-        let mut promote = redis::Client::open(replica.url()).unwrap().get_connection().unwrap();
-        let _: () = redis::cmd("REPLICAOF")
-            .arg("NO")
-            .arg("ONE")
-            .query(&mut promote)
+        match failover {
+            Failover::ByHand => {
+                let mut promote = redis::Client::open(replica.url()).unwrap().get_connection().unwrap();
+                let _: () = redis::cmd("REPLICAOF")
+                    .arg("NO")
+                    .arg("ONE")
+                    .query(&mut promote)
+                    .unwrap();
+            }
+            Failover::BySentinels => {
+                let start = Instant::now();
+                // Asked on a new connection each time: the sentinels drop the
+                // clients of a node they reconfigure.
+                let role = || {
+                    redis::Client::open(replica.url())
+                        .and_then(|c| c.get_connection())
+                        .and_then(|mut c| redis::cmd("ROLE").query::<Vec<redis::Value>>(&mut c))
+                        .ok()
+                        .and_then(|r| r.into_iter().next())
+                };
+                while role() != Some(redis::Value::BulkString(b"master".to_vec())) {
+                    assert!(
+                        start.elapsed() < Duration::from_secs(30),
+                        "round {round}: the sentinels did not promote the replica"
+                    );
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            }
+        }
+        // A connection of its own: the sentinels drop the clients of a node they
+        // reconfigure.
+        let promoted = RedisSessions::connect(&replica.url(), &prefix, None, Default::default())
+            .await
             .unwrap();
         for s in revoked {
-            let after = check(&on_replica, s).await.unwrap();
+            let after = check(&promoted, s).await.unwrap();
             if acknowledged && after == SessionCheck::Valid {
                 eprintln!("round {round}: an acknowledged revocation came back after the failover");
                 lost += 1;
@@ -915,11 +965,24 @@ async fn revocations_lost_in_failovers(test: &str, replicas: u32, rounds: usize)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn revocations_survive_a_failover_of_the_primary() {
     let test = "revocations_survive_a_failover_of_the_primary";
-    let Some(lost) = revocations_lost_in_failovers(test, 1, 12).await else {
+    revocations_survive(test, Failover::ByHand, 12, 6).await;
+}
+
+/// The same, with the replica promoted by Sentinel and Passport following the
+/// sentinels (fewer rounds: each waits a second or two for the sentinels).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn revocations_survive_a_sentinel_failover() {
+    revocations_survive("revocations_survive_a_sentinel_failover", Failover::BySentinels, 6, 4).await;
+}
+
+/// `rounds` with the durability step lose nothing; `rounds_without` without it
+/// lose some (half of them are made while the replica lags).
+async fn revocations_survive(test: &str, failover: Failover, rounds: usize, rounds_without: usize) {
+    let Some(lost) = revocations_lost_in_failovers(test, 1, rounds, failover).await else {
         return;
     };
     assert_eq!(lost, 0, "acknowledged revocations came back after a failover");
-    let Some(lost_without) = revocations_lost_in_failovers(test, 0, 6).await else {
+    let Some(lost_without) = revocations_lost_in_failovers(test, 0, rounds_without, failover).await else {
         return;
     };
     assert!(
