@@ -130,3 +130,29 @@ measure_metrics_cost() {
   echo "| embedded | metrics on : off, mean req/s over $rounds rounds | $(awk -v a="$sum_on" -v b="$sum_off" 'BEGIN {printf "%.1f%%", 100*a/b}') | | | |"
   kill "$on_pid" "$off_pid"; wait "$on_pid" "$off_pid" 2>/dev/null || true
 }
+
+# A Redis Cluster of $1 primaries on free loopback ports, in WORK, its servers in
+# PIDS; sets CLUSTER_URL (redis+cluster://h:p,…).
+start_cluster() {
+  local ports=() port nodes=()
+  for _ in $(seq 1 "$1"); do
+    port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+    mkdir -p "$WORK/cluster/$port"
+    redis-server --bind 127.0.0.1 --port "$port" --save "" --appendonly no --cluster-enabled yes \
+      --cluster-config-file nodes.conf --dir "$WORK/cluster/$port" >/dev/null 2>&1 &
+    PIDS+=("$!")
+    ports+=("$port")
+    nodes+=("127.0.0.1:$port")
+  done
+  for port in "${ports[@]}"; do
+    for _ in $(seq 1 200); do redis-cli -p "$port" ping >/dev/null 2>&1 && break; sleep 0.05; done
+  done
+  redis-cli --cluster create "${nodes[@]}" --cluster-yes >/dev/null
+  for port in "${ports[@]}"; do
+    for _ in $(seq 1 600); do
+      redis-cli -p "$port" cluster info | grep -q cluster_state:ok && break
+      sleep 0.05
+    done
+  done
+  CLUSTER_URL="redis+cluster://$(IFS=,; echo "${nodes[*]}")"
+}

@@ -12,7 +12,8 @@
 # then the criterion micro-benchmarks of token verification. Prints one table.
 # Usage: bench/run.sh [seconds per load run, default 10]
 # Needs: wrk (installed from Debian's packages if missing), redis-server on
-# 127.0.0.1:6379 for the Redis rows (skipped when absent).
+# 127.0.0.1:6379 for the Redis rows (skipped when absent); those rows end with a
+# Redis Cluster of three primaries of the script's own, on free ports.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DUR="${1:-10}"
@@ -145,6 +146,14 @@ if (exec 3<>/dev/tcp/127.0.0.1/6379) 2>/dev/null; then
   measure_identify "redis, session cache off" >> "$WORK/table"
   stop
   redis-cli --scan --pattern "${PREFIX}*" | xargs -r -n 500 redis-cli del >/dev/null
+  NODE_ME=$M_RPS
+
+  echo "bench: redis cluster" >&2
+  start_cluster 3
+  start redis-cluster PASSPORT_REDIS_URL="$CLUSTER_URL"
+  measure_identify "redis cluster, 3 primaries" >> "$WORK/table"
+  stop
+  echo "| redis cluster, 3 primaries | /me on the Cluster : /me on the single node | $(awk -v a="$M_RPS" -v b="$NODE_ME" 'BEGIN {printf "%.1f%%", 100*a/b}') | | | |" >> "$WORK/table"
 else
   echo "| redis | skipped: nothing answers on 127.0.0.1:6379 | | | | |" >> "$WORK/table"
 fi
