@@ -636,6 +636,153 @@ async fn sessions_kept_in_memory_follow_every_change_to_redis() {
     }
 }
 
+/// On a Cluster (three primaries, a replica each) a server keeps sessions in
+/// memory as on a single node, and follows another process's changes within a
+/// second: on a shard as it is, after a slot has moved to another primary, and
+/// after a primary has died and its replica taken over.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cluster_keeps_sessions_in_memory_through_resharding_and_failover() {
+    let test = "a_cluster_keeps_sessions_in_memory_through_resharding_and_failover";
+    let Some(mut cluster) = support::Cluster::start_with(test, 1) else {
+        return;
+    };
+    let prefix = format!("passport-test:{}:", support::unique());
+    let (a, b, stats) = two_stores(&cluster.cluster_url(), &prefix, Watch::user_keys(&prefix)).await;
+    let now = passport::clock::now();
+    let slot_of = |cluster: &support::Cluster, user: i64| -> u16 {
+        let key = format!("{prefix}{{u{user}}}:sessions");
+        cluster
+            .cli(cluster.ports[0], &["cluster", "keyslot", &key])
+            .trim()
+            .parse()
+            .unwrap()
+    };
+
+    // As on a single node: kept, and another process's logout followed.
+    let s = session(1);
+    b.create(&s, &ONE, now).await.unwrap();
+    kept_in_memory(&a, &stats, &s).await;
+    b.revoke(1, &s.session_id).await.unwrap();
+    let took = follows_within_a_second(&a, &s, SessionCheck::Revoked).await;
+    eprintln!("another process's logout seen after {took:?}");
+    own_changes_refused_at_once(&a, &stats, now).await;
+
+    // Resharding: user 2's slot moves to another primary, keys and all.
+    let s = session(2);
+    b.create(&s, &ONE, now).await.unwrap();
+    kept_in_memory(&a, &stats, &s).await;
+    let slot = slot_of(&cluster, 2);
+    let from = cluster.primary_of(slot, cluster.ports[0]).unwrap();
+    let to = cluster
+        .ports
+        .iter()
+        .copied()
+        .find(|p| *p != from && is_primary(&cluster, *p))
+        .unwrap();
+    move_slot(&cluster, slot, from, to);
+    // Served where it went, kept in memory again, and a logout there followed.
+    answers_again(&a, &s).await;
+    kept_in_memory(&a, &stats, &s).await;
+    until_ok(|| b.revoke(2, &s.session_id)).await;
+    follows_within_a_second(&a, &s, SessionCheck::Revoked).await;
+
+    // Failover: user 3's primary dies; its replica, tracked all along, takes over.
+    let s = session(3);
+    b.create(&s, &ONE, now).await.unwrap();
+    kept_in_memory(&a, &stats, &s).await;
+    let victim = cluster.primary_of(slot_of(&cluster, 3), cluster.ports[0]).unwrap();
+    cluster.kill(victim);
+    // Nothing from memory past the trust window once a node stops answering.
+    let killed = Instant::now();
+    while a.tracking() {
+        assert!(
+            killed.elapsed() <= TRUST_WINDOW + Duration::from_millis(100),
+            "memory still trusted {:?} after a primary died",
+            killed.elapsed()
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    answers_again(&a, &s).await;
+    let start = Instant::now();
+    while !a.tracking() {
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "memory not trusted again after the failover"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    eprintln!("memory trusted again {:?} after the kill", killed.elapsed());
+    kept_in_memory(&a, &stats, &s).await;
+    until_ok(|| b.revoke(3, &s.session_id)).await;
+    follows_within_a_second(&a, &s, SessionCheck::Revoked).await;
+}
+
+fn is_primary(cluster: &support::Cluster, port: u16) -> bool {
+    cluster.cli(port, &["role"]).starts_with("master")
+}
+
+/// Moves `slot` from the primary on `from` to the one on `to`, keys included, as
+/// `redis-cli --cluster reshard` does it.
+fn move_slot(cluster: &support::Cluster, slot: u16, from: u16, to: u16) {
+    let id = |port: u16| cluster.cli(port, &["cluster", "myid"]).trim().to_owned();
+    let (from_id, to_id, slot) = (id(from), id(to), slot.to_string());
+    assert_eq!(
+        cluster
+            .cli(to, &["cluster", "setslot", &slot, "importing", &from_id])
+            .trim(),
+        "OK"
+    );
+    assert_eq!(
+        cluster
+            .cli(from, &["cluster", "setslot", &slot, "migrating", &to_id])
+            .trim(),
+        "OK"
+    );
+    let keys = cluster.cli(from, &["cluster", "getkeysinslot", &slot, "1000"]);
+    let keys: Vec<&str> = keys.lines().filter(|k| !k.is_empty()).collect();
+    assert!(!keys.is_empty(), "nothing in slot {slot}");
+    let to_port = to.to_string();
+    let mut migrate = vec!["migrate", "127.0.0.1", &to_port, "", "0", "5000", "keys"];
+    migrate.extend(&keys);
+    assert_eq!(cluster.cli(from, &migrate).trim(), "OK");
+    for port in [to, from] {
+        assert_eq!(
+            cluster.cli(port, &["cluster", "setslot", &slot, "node", &to_id]).trim(),
+            "OK"
+        );
+    }
+}
+
+/// Checks `s` until Redis answers (a client learns a new topology from its first
+/// failed or redirected request), at most 20 s; it must be valid.
+async fn answers_again(store: &RedisSessions, s: &Session) {
+    let start = Instant::now();
+    loop {
+        match check(store, s).await {
+            Ok(found) => {
+                assert_eq!(found, SessionCheck::Valid);
+                return;
+            }
+            Err(StoreError::Unavailable(_)) => {}
+            Err(e) => panic!("{e:?}"),
+        }
+        assert!(start.elapsed() < Duration::from_secs(20), "no answer after the change");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Tries `op` until it succeeds, at most 20 s.
+async fn until_ok<T, F: std::future::Future<Output = Result<T, StoreError>>>(op: impl Fn() -> F) -> T {
+    let start = Instant::now();
+    loop {
+        match op().await {
+            Ok(v) => return v,
+            Err(e) => assert!(start.elapsed() < Duration::from_secs(20), "{e:?}"),
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_paused_redis_ends_answers_from_memory_within_the_trust_window() {
     let Some(mut redis) = PrivateRedis::start("a_paused_redis_ends_answers_from_memory_within_the_trust_window") else {

@@ -175,8 +175,8 @@ settings! {
     /// Pin the request threads one per CPU when there is one CPU per thread (true or false).
     pin_workers: bool = true,
         parse: values::parsed("true or false"), example: "false";
-    /// On a single Redis node, keep sessions found valid in memory, following
-    /// Redis's invalidation messages (true or false).
+    /// On a single Redis node or a Cluster, keep sessions found valid in memory,
+    /// following Redis's invalidation messages (true or false).
     redis_session_cache: bool = true,
         parse: values::parsed("true or false"), example: "false";
     /// Replicas a revocation must reach (Redis WAIT) before it is acknowledged,

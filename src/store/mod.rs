@@ -10,6 +10,7 @@ pub mod embedded_cache;
 pub mod mysql;
 pub mod postgres;
 pub mod redis;
+mod redis_cluster_tracking;
 mod redis_sentinel;
 pub mod redis_topology;
 pub mod redis_tracking;

@@ -14,10 +14,10 @@
 //!
 //! No token is stored: a session id is only half of what a token proves.
 //!
-//! On a single node, a server keeps the sessions it found valid in memory for as
-//! long as Redis's invalidation messages prove them unchanged (`redis_tracking`),
-//! so identify mostly costs no round trip. A Cluster, or a primary found through
-//! Sentinel (`redis_sentinel`), is asked every time.
+//! On a single node or a Cluster, a server keeps the sessions it found valid in
+//! memory for as long as Redis's invalidation messages prove them unchanged
+//! (`redis_tracking`, `redis_cluster_tracking`), so identify mostly costs no round
+//! trip. A primary found through Sentinel (`redis_sentinel`) is asked every time.
 //!
 //! Replication is asynchronous: a revocation acknowledged by a primary that dies
 //! before a replica has it would come back on the promoted replica. Where replicas
@@ -35,6 +35,7 @@ use redis::cluster::ClusterClientBuilder;
 use redis::cluster_async::ClusterConnection;
 use redis::{Cmd, ErrorKind, IntoConnectionInfo, Pipeline, RedisError, RedisFuture, Script, Value};
 
+use super::redis_cluster_tracking;
 use super::redis_sentinel::SentinelConn;
 use super::redis_topology::Topology;
 use super::redis_tracking::{self, NearCache, Watch};
@@ -331,6 +332,20 @@ impl RedisSessions {
                     near = Some((cache, tokio::spawn(tracker)));
                 }
                 Conn::Single(manager)
+            }
+            RedisTarget::Cluster(nodes) => {
+                // Every node is reached with the credentials of the URL.
+                let credentials = match nodes.first() {
+                    Some(node) => node.as_str().into_connection_info()?.redis,
+                    None => Default::default(),
+                };
+                let conn = open(RedisTarget::Cluster(nodes), 1).await?;
+                if let (Some(watch), Conn::Cluster(cluster)) = (track, &conn) {
+                    let cache = Arc::new(NearCache::default());
+                    let tracker = redis_cluster_tracking::track(cache.clone(), cluster.clone(), credentials, watch);
+                    near = Some((cache, tokio::spawn(tracker)));
+                }
+                conn
             }
             other => open(other, 1).await?,
         };

@@ -113,7 +113,7 @@ impl Default for NearCache {
 }
 
 impl NearCache {
-    fn now_ms(&self) -> i64 {
+    pub(super) fn now_ms(&self) -> i64 {
         self.base.elapsed().as_millis() as i64
     }
 
@@ -203,27 +203,27 @@ impl NearCache {
     }
 
     /// The tracking connection is gone: nothing is used until a new one is current.
-    fn lost(&self) {
+    pub(super) fn lost(&self) {
         self.confirmed_ms.store(NEVER, SeqCst);
         self.forget_all();
     }
 
     /// A new tracking connection, asked for tracking at `sent`: a new epoch begins.
-    fn tracking_since(&self, sent: i64) {
+    pub(super) fn tracking_since(&self, sent: i64) {
         self.epoch.fetch_add(1, SeqCst);
         self.confirmed_ms.store(sent, SeqCst);
     }
 
     /// Every invalidation for a change made before `sent` has been applied. Never
     /// revives a lost connection: only `tracking_since` starts trusting again.
-    fn confirm(&self, sent: i64) {
+    pub(super) fn confirm(&self, sent: i64) {
         let _ = self
             .confirmed_ms
             .fetch_update(SeqCst, SeqCst, |c| (c != NEVER).then_some(c.max(sent)));
     }
 
     /// Applies one message Redis pushed on the tracking connection.
-    fn apply(&self, push: &PushInfo) {
+    pub(super) fn apply(&self, push: &PushInfo) {
         if push.kind != PushKind::Invalidate {
             return;
         }
@@ -240,6 +240,36 @@ impl NearCache {
             // A null key list: Redis flushed a database or dropped its tracking table.
             _ => self.forget_all(),
         }
+    }
+}
+
+/// What a tracking connection reports: that it started (tracking asked at
+/// `sent`), each proof of freshness, its loss, and what Redis pushed on it. On a
+/// single node the cache hears it directly; on a Cluster each node's connection
+/// reports to the tally of every node (`redis_cluster_tracking`).
+pub(super) trait Freshness: Send + Sync + 'static {
+    fn now_ms(&self) -> i64;
+    fn tracking_since(&self, sent: i64);
+    fn confirm(&self, sent: i64);
+    fn lost(&self);
+    fn apply(&self, push: &PushInfo);
+}
+
+impl Freshness for NearCache {
+    fn now_ms(&self) -> i64 {
+        NearCache::now_ms(self)
+    }
+    fn tracking_since(&self, sent: i64) {
+        NearCache::tracking_since(self, sent)
+    }
+    fn confirm(&self, sent: i64) {
+        NearCache::confirm(self, sent)
+    }
+    fn lost(&self) {
+        NearCache::lost(self)
+    }
+    fn apply(&self, push: &PushInfo) {
+        NearCache::apply(self, push)
     }
 }
 
@@ -278,13 +308,25 @@ impl Watch {
 /// connection, whose server the tracked one must be. If Redis refuses tracking,
 /// identify asks Redis every time, and the tracker asks again every
 /// [`REFUSED_RETRY_AFTER`].
-pub async fn track(cache: Arc<NearCache>, mut info: redis::ConnectionInfo, watch: Watch, store: ConnectionManager) {
-    let watched = watch.prefix;
+pub async fn track(cache: Arc<NearCache>, info: redis::ConnectionInfo, watch: Watch, store: ConnectionManager) {
+    track_node(cache, info, &watch, Some(store)).await
+}
+
+/// Keeps one node's tracking connection going and reports to `fresh`; with
+/// `store`, each heartbeat also checks that connection reaches the tracked server.
+pub(super) async fn track_node(
+    fresh: Arc<dyn Freshness>,
+    mut info: redis::ConnectionInfo,
+    watch: &Watch,
+    store: Option<ConnectionManager>,
+) {
+    let watched = &watch.prefix;
+    let node = info.addr.to_string();
     info.redis.protocol = redis::ProtocolVersion::RESP3;
     let client = match redis::Client::open(info) {
         Ok(client) => client,
         Err(e) => {
-            tracing::warn!(error = %e, "no Redis session cache: identify asks Redis on every request");
+            tracing::warn!(error = %e, %node, "no Redis session cache: identify asks Redis on every request");
             return;
         }
     };
@@ -292,14 +334,14 @@ pub async fn track(cache: Arc<NearCache>, mut info: redis::ConnectionInfo, watch
     let mut tracking = true;
     loop {
         let live = Arc::new(AtomicBool::new(true));
-        let (why, wait) = match open(&client, &cache, &watched, &live).await {
+        let (why, wait) = match open(&client, &fresh, watched, &live).await {
             Ok((conn, run_id)) => {
                 if !tracking {
-                    tracing::info!("Redis session cache tracking again");
+                    tracing::info!(%node, "Redis session cache tracking again");
                     tracking = true;
                 }
                 (
-                    heartbeat(conn, &cache, &live, store.clone(), &run_id).await,
+                    heartbeat(conn, &*fresh, &live, store.clone(), &run_id).await,
                     RECONNECT_AFTER,
                 )
             }
@@ -310,9 +352,9 @@ pub async fn track(cache: Arc<NearCache>, mut info: redis::ConnectionInfo, watch
             }
         };
         live.store(false, SeqCst);
-        cache.lost();
+        fresh.lost();
         if tracking {
-            tracing::warn!(reason = %why, "Redis session cache off: identify asks Redis until tracking works again");
+            tracing::warn!(reason = %why, %node, "Redis session cache off: identify asks Redis until tracking works again");
             tracking = false;
         }
         tokio::time::sleep(wait).await;
@@ -322,7 +364,7 @@ pub async fn track(cache: Arc<NearCache>, mut info: redis::ConnectionInfo, watch
 /// A tracking connection, current once this returns, and its server's `run_id`.
 async fn open(
     client: &redis::Client,
-    cache: &Arc<NearCache>,
+    cache: &Arc<dyn Freshness>,
     watched: &str,
     live: &Arc<AtomicBool>,
 ) -> RedisResult<(MultiplexedConnection, String)> {
@@ -369,12 +411,13 @@ async fn open(
 }
 
 /// Proves freshness until the connection fails, stops answering in time, or the
-/// session store's connection turns out to reach another server; says why it stopped.
+/// session store's connection (`store`, where there is one to check) turns out to
+/// reach another server; says why it stopped.
 async fn heartbeat(
     mut conn: MultiplexedConnection,
-    cache: &NearCache,
+    cache: &dyn Freshness,
     live: &AtomicBool,
-    mut store: ConnectionManager,
+    mut store: Option<ConnectionManager>,
     tracked: &str,
 ) -> String {
     loop {
@@ -384,7 +427,13 @@ async fn heartbeat(
         }
         let sent = cache.now_ms();
         let ping = redis::cmd("PING");
-        let both = async { tokio::join!(ping.query_async::<String>(&mut conn), run_id(&mut store)) };
+        let server = async {
+            match &mut store {
+                Some(store) => run_id(store).await,
+                None => Ok(tracked.to_owned()),
+            }
+        };
+        let both = async { tokio::join!(ping.query_async::<String>(&mut conn), server) };
         match tokio::time::timeout(HEARTBEAT_TIMEOUT, both).await {
             Err(_) => return "Redis did not answer the heartbeat in time".into(),
             Ok((Err(e), _)) => return format!("heartbeat failed: {e}"),
