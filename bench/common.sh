@@ -136,7 +136,18 @@ measure_metrics_cost() {
 start_cluster() {
   local ports=() port nodes=()
   for _ in $(seq 1 "$1"); do
-    port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+    # A node also listens on its port + 10000 (the cluster bus): both must be free.
+    port=$(python3 -c '
+import random, socket
+while True:
+    p = random.randrange(20000, 55000)
+    try:
+        for q in (p, p + 10000):
+            socket.socket().bind(("127.0.0.1", q))
+        print(p)
+        break
+    except OSError:
+        pass')
     mkdir -p "$WORK/cluster/$port"
     redis-server --bind 127.0.0.1 --port "$port" --save "" --appendonly no --cluster-enabled yes \
       --cluster-config-file nodes.conf --dir "$WORK/cluster/$port" >/dev/null 2>&1 &
@@ -146,11 +157,12 @@ start_cluster() {
   done
   for port in "${ports[@]}"; do
     for _ in $(seq 1 200); do redis-cli -p "$port" ping >/dev/null 2>&1 && break; sleep 0.05; done
+    redis-cli -p "$port" ping >/dev/null 2>&1 || { echo "bench: cluster node $port did not start" >&2; exit 1; }
   done
   redis-cli --cluster create "${nodes[@]}" --cluster-yes >/dev/null
   for port in "${ports[@]}"; do
     for _ in $(seq 1 600); do
-      redis-cli -p "$port" cluster info | grep -q cluster_state:ok && break
+      redis-cli -p "$port" cluster info 2>/dev/null | grep -q cluster_state:ok && break
       sleep 0.05
     done
   done

@@ -332,11 +332,11 @@ async fn redis_down_fails_closed_and_recovers_without_restart() {
     );
     let token = token_of(&post(&c, format!("{base}/passport/login"), creds.clone()).await.1);
     assert_eq!(get(&c, format!("{base}/passport/me"), &token).await.0, 200);
-    let seen = ready(&c, &base).await;
+    let seen = ready_until(&c, &base, |seen| seen["redis"]["session_cache_current"] == true).await;
     assert_eq!(seen["sessions"], "ok", "{seen}");
     assert_eq!(
         seen["redis"],
-        json!({"mode": "node", "durable_revocations": false, "failing": [],
+        json!({"mode": "node", "durable_revocations": false, "session_cache_current": true, "failing": [],
                "primaries": [{"address": format!("127.0.0.1:{}", redis.port), "replicas": 0}]})
     );
 

@@ -25,8 +25,10 @@ pub struct Ready {
     #[schema(example = "ok")]
     pub sessions: &'static str,
     /// What Passport sees of its Redis: `mode` (`node`, `sentinel`, `cluster`),
-    /// `durable_revocations`, `primaries` (`address`, `replicas`, and `slots` on a
-    /// Cluster), `slots_served` and `failing` nodes. Absent on the embedded store.
+    /// `durable_revocations`, `session_cache_current` (where sessions are kept in
+    /// memory: whether they may be used now), `primaries` (`address`, `replicas`,
+    /// and `slots` on a Cluster), `slots_served` and `failing` nodes. Absent on the
+    /// embedded store.
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<Object>)]
     pub redis: Option<Topology>,

@@ -733,7 +733,7 @@ impl SessionStore for RedisSessions {
     async fn topology(&self) -> Result<Option<Topology>, StoreError> {
         let durable = self.durable.is_some();
         let replication = || self.command::<String>(redis::cmd("INFO").arg("replication").to_owned());
-        Ok(Some(match &self.conn {
+        let mut seen = match &self.conn {
             Conn::Single(_) => Topology::of_node("node", self.node.clone(), &replication().await?, durable),
             Conn::Sentinel(s) => {
                 let info = replication().await?;
@@ -745,7 +745,9 @@ impl SessionStore for RedisSessions {
                     .await?;
                 Topology::of_cluster(&nodes, durable)
             }
-        }))
+        };
+        seen.session_cache_current = self.near().map(NearCache::is_current);
+        Ok(Some(seen))
     }
 
     async fn close(&self) {

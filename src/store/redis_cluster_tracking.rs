@@ -8,29 +8,41 @@
 //!   changes this process would not hear of. A slot moved to another node is
 //!   written there (and deleted where it was), both heard of.
 //! - **The cache is as fresh as its stalest node.** Each node's connection proves
-//!   its freshness as on a single node; hits are used only while every node the
-//!   cluster counts as up has proven it within the trust window, and while the
-//!   topology itself (`CLUSTER NODES`, asked every heartbeat) is as recent. A node
-//!   that stops answering stops every hit at once, until the cluster marks it
-//!   failed (`fail`: its replica has taken over, or it serves nothing) and it is no
-//!   longer waited for.
+//!   its freshness as on a single node; hits are used only while every node waited
+//!   for has proven it within the trust window, and while the topology itself
+//!   (`CLUSTER NODES`, asked every [`TOPOLOGY_EVERY`]) is as recent. A node that
+//!   stops answering stops every hit at once.
+//! - **A node is waited for while it may serve.** That is every node of the answer
+//!   except one marked failed (`fail`), without an address or in its handshake
+//!   *and* owning no slot: a failed primary that still owns slots may be back and
+//!   serving them (the cluster keeps the mark for a while after it returns), so it
+//!   is waited for until its replica owns them. The answer comes from one node,
+//!   whose view may lag another's, so a node stays waited for until no answer has
+//!   named it for [`LINGER`]; and an answer naming a slot on its way to or from a
+//!   node it does not count proves nothing.
 //! - **A node that appears stops the hits** until its connection is current, and
 //!   every new connection forgets everything, as on a single node.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
+use std::time::Duration;
 
 use parking_lot::Mutex;
 use redis::cluster_async::ClusterConnection;
 use redis::{ConnectionAddr, ConnectionInfo, PushInfo, RedisConnectionInfo};
 use tokio::task::JoinHandle;
 
-use super::redis_tracking::{self, Freshness, NearCache, Watch, HEARTBEAT};
+use super::redis_tracking::{self, Freshness, NearCache, Watch};
 
 /// `confirmed` of a node with no current connection.
 const NEVER: i64 = i64::MIN;
+/// How often the topology is asked for (it must be proven within the trust window too).
+const TOPOLOGY_EVERY: Duration = Duration::from_millis(200);
 /// How long the topology may take to answer before the hits stop.
-const TOPOLOGY_TIMEOUT: std::time::Duration = std::time::Duration::from_millis(1000);
+const TOPOLOGY_TIMEOUT: Duration = Duration::from_millis(1000);
+/// How long a node is still waited for after the last answer that named it as one
+/// that may serve.
+const LINGER: Duration = Duration::from_secs(3);
 
 /// Keeps `cache` fed from every node of the cluster `cluster` reaches, for as long
 /// as the task runs. `node` carries the credentials every node is reached with.
@@ -40,13 +52,16 @@ pub async fn track(cache: Arc<NearCache>, mut cluster: ClusterConnection, node: 
         state: Mutex::new(State::default()),
     });
     let mut trackers: HashMap<String, Tracker> = HashMap::new();
+    // Each node that may serve, with when an answer last said so.
+    let mut named: HashMap<String, i64> = HashMap::new();
+    let mut unreachable: HashSet<String> = HashSet::new();
     let mut answering = true;
     loop {
-        tokio::time::sleep(HEARTBEAT).await;
+        tokio::time::sleep(TOPOLOGY_EVERY).await;
         let sent = cache.now_ms();
         let nodes = redis::cmd("CLUSTER").arg("NODES").to_owned();
         let answer = tokio::time::timeout(TOPOLOGY_TIMEOUT, nodes.query_async::<String>(&mut cluster)).await;
-        let Ok(Ok(nodes)) = answer else {
+        let Some(serving) = answer.ok().and_then(Result::ok).and_then(|n| may_serve(&n)) else {
             if answering {
                 tracing::warn!("the Redis Cluster did not say which nodes it has: identify asks Redis until it does");
                 answering = false;
@@ -55,17 +70,27 @@ pub async fn track(cache: Arc<NearCache>, mut cluster: ClusterConnection, node: 
             continue;
         };
         answering = true;
-        let up = nodes_up(&nodes);
-        // A node counted out loses its tracker (dropping it ends its task).
-        trackers.retain(|address, _| up.contains(address));
-        tally.expect(&up, sent);
-        for address in up {
+        for node in serving {
+            named.insert(node, sent);
+        }
+        named.retain(|_, at| sent - *at <= LINGER.as_millis() as i64);
+        let waited: HashSet<String> = named.keys().cloned().collect();
+        // A node no longer waited for loses its tracker (dropping it ends the task).
+        trackers.retain(|address, _| waited.contains(address));
+        tally.expect(&waited, sent);
+        for address in waited {
             if trackers.contains_key(&address) {
                 continue;
             }
+            // A node that cannot be reached is waited for all the same (no hits
+            // while it may serve); it is tried again on the next round.
             let Some(info) = connection_info(&address, &node) else {
+                if unreachable.insert(address.clone()) {
+                    tracing::warn!(node = %address, "a Redis Cluster node without a usable address: identify asks Redis");
+                }
                 continue;
             };
+            unreachable.remove(&address);
             let fresh: Arc<dyn Freshness> = Arc::new(NodeFreshness {
                 tally: tally.clone(),
                 node: address.clone(),
@@ -87,22 +112,34 @@ impl Drop for Tracker {
     }
 }
 
-/// The address (`host:port`) of every node of a `CLUSTER NODES` answer that the
-/// cluster does not count out: not `fail`, nor without an address or still in
-/// its handshake. A node only suspected (`fail?`) is still waited for.
-fn nodes_up(nodes: &str) -> HashSet<String> {
-    nodes
-        .lines()
-        .filter_map(|line| {
-            let f: Vec<&str> = line.split_whitespace().collect();
-            let address = f.get(1)?.split(['@', ',']).next()?;
-            let out = f
-                .get(2)?
-                .split(',')
-                .any(|flag| matches!(flag, "fail" | "noaddr" | "handshake"));
-            (!out && !address.is_empty()).then(|| address.to_owned())
-        })
-        .collect()
+/// The address (`host:port`) of every node of a `CLUSTER NODES` answer that may
+/// serve: all but those marked `fail`, `noaddr` or `handshake` that own no slot. A
+/// node only suspected (`fail?`) is among them. `None` when the answer has a slot
+/// on its way to or from a node it does not count (`[slot->-id]`, `[slot-<-id]`).
+fn may_serve(nodes: &str) -> Option<HashSet<String>> {
+    let mut ids = HashSet::new();
+    let mut moving = Vec::new();
+    let mut serving = HashSet::new();
+    for line in nodes.lines() {
+        let f: Vec<&str> = line.split_whitespace().collect();
+        let (Some(id), Some(address), Some(flags)) = (f.first(), f.get(1), f.get(2)) else {
+            continue;
+        };
+        let slots = f.get(8..).unwrap_or_default();
+        let out = flags
+            .split(',')
+            .any(|flag| matches!(flag, "fail" | "noaddr" | "handshake"));
+        if out && slots.is_empty() {
+            continue;
+        }
+        ids.insert(*id);
+        serving.insert(address.split(['@', ',']).next().unwrap_or_default().to_owned());
+        moving.extend(slots.iter().filter_map(|s| {
+            let s = s.strip_prefix('[')?.strip_suffix(']')?;
+            s.split_once("->-").or_else(|| s.split_once("-<-")).map(|(_, id)| id)
+        }));
+    }
+    moving.iter().all(|id| ids.contains(id)).then_some(serving)
 }
 
 fn connection_info(address: &str, node: &RedisConnectionInfo) -> Option<ConnectionInfo> {
@@ -313,17 +350,30 @@ mod tests {
     }
 
     #[test]
-    fn failed_nodes_are_not_waited_for_and_suspected_ones_are() {
+    fn nodes_that_may_serve_are_waited_for() {
         let nodes = "\
-a1 127.0.0.1:7101@17101 myself,master - 0 0 1 connected 0-5460
+a1 127.0.0.1:7101@17101 myself,master - 0 0 1 connected 0-5000 [5001->-b1]
 a2 127.0.0.1:7102@17102 master,fail - 1 1 2 disconnected
 a3 127.0.0.1:7103@17103,host master,fail? - 0 2 3 connected 10923-16383
+a4 127.0.0.1:7107@17107 master,fail - 1 1 2 disconnected 5001-10922
 b1 127.0.0.1:7104@17104 slave a1 0 3 1 connected
 b2 :0@0 slave,noaddr a3 0 3 1 disconnected
 ";
+        // a2: failed and owns nothing; b2: no address, nothing owned. a4 failed
+        // but still owns slots: it may be back and serving them.
         assert_eq!(
-            nodes_up(nodes),
-            set(&["127.0.0.1:7101", "127.0.0.1:7103", "127.0.0.1:7104"])
+            may_serve(nodes),
+            Some(set(&[
+                "127.0.0.1:7101",
+                "127.0.0.1:7103",
+                "127.0.0.1:7104",
+                "127.0.0.1:7107"
+            ]))
         );
+        // A slot on its way to a node the answer does not count proves nothing.
+        let unknown = nodes.replace("[5001->-b1]", "[5001->-c9]");
+        assert_eq!(may_serve(&unknown), None);
+        let importing = nodes.replace("[5001->-b1]", "[5001-<-a2]");
+        assert_eq!(may_serve(&importing), None, "a2 is not counted");
     }
 }

@@ -13,6 +13,10 @@ pub struct Topology {
     pub mode: &'static str,
     /// Whether revocations wait for replicas (decided at start, where replicas were).
     pub durable_revocations: bool,
+    /// Where this process keeps valid sessions in memory: whether it may use them
+    /// now (every tracking connection current).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub session_cache_current: Option<bool>,
     /// On a Cluster, how many slots a primary that is up serves.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub slots_served: Option<u32>,
@@ -48,6 +52,7 @@ impl Topology {
         Topology {
             mode,
             durable_revocations,
+            session_cache_current: None,
             slots_served: None,
             primaries: vec![Primary {
                 address,
@@ -101,6 +106,7 @@ impl Topology {
         Topology {
             mode: "cluster",
             durable_revocations,
+            session_cache_current: None,
             slots_served: Some(primaries.iter().filter_map(|p| p.slots).sum()),
             primaries,
             failing: nodes.iter().filter(|n| !up(n)).map(|n| n.address.to_owned()).collect(),
