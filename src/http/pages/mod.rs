@@ -50,13 +50,16 @@ pub fn router() -> Router<AppState> {
 /// The document, in the language of `?lang=`, else of the cookie the switch set,
 /// else of `Accept-Language` (the request context), else the configured default.
 async fn page(State(state): State<AppState>, RawQuery(query): RawQuery, headers: HeaderMap) -> Response {
-    let asked = query.as_deref().and_then(|q| param(q, '&', "lang")).and_then(lang_code);
+    let asked = query
+        .as_deref()
+        .and_then(|q| param(q, '&', "lang"))
+        .and_then(Lang::from_code);
     let remembered = headers
         .get_all(header::COOKIE)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .find_map(|v| param(v, ';', LANG_COOKIE))
-        .and_then(lang_code);
+        .and_then(Lang::from_code);
     let lang = asked.or(remembered).unwrap_or_else(|| RequestContext::current().lang);
     let markup = view::document(&view::Page {
         lang,
@@ -76,7 +79,7 @@ async fn page(State(state): State<AppState>, RawQuery(query): RawQuery, headers:
     )
         .into_response();
     if let Some(lang) = asked {
-        let cookie = format!("{LANG_COOKIE}={}; Path=/; Max-Age=31536000; SameSite=Lax", code(lang));
+        let cookie = format!("{LANG_COOKIE}={}; Path=/; Max-Age=31536000; SameSite=Lax", lang.code());
         if let Ok(v) = HeaderValue::from_str(&cookie) {
             resp.headers_mut().insert(header::SET_COOKIE, v);
         }
@@ -124,19 +127,4 @@ fn param<'a>(s: &'a str, sep: char, name: &str) -> Option<&'a str> {
     s.split(sep)
         .filter_map(|kv| kv.trim().split_once('='))
         .find_map(|(k, v)| (k == name).then_some(v))
-}
-
-fn lang_code(code: &str) -> Option<Lang> {
-    match code {
-        "en" => Some(Lang::En),
-        "zh" => Some(Lang::Zh),
-        _ => None,
-    }
-}
-
-fn code(lang: Lang) -> &'static str {
-    match lang {
-        Lang::En => "en",
-        Lang::Zh => "zh",
-    }
 }

@@ -24,10 +24,7 @@ pub struct Page<'a> {
 pub fn document(page: &Page) -> Markup {
     let c = Catalogue::of(page.lang);
     let t = |key: &str| html! { span data-t=(key) { (c.get(key)) } };
-    let (html_lang, code) = match page.lang {
-        Lang::En => ("en", "en"),
-        Lang::Zh => ("zh-CN", "zh"),
-    };
+    let (html_lang, code) = (page.lang.tag(), page.lang.code());
     let min = page.password_min.to_string();
     let password_hint = html! {
         span data-t="signup.password_hint" data-min=(min) { (c.fill("signup.password_hint", &[("min", &min)])) }
