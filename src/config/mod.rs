@@ -100,7 +100,8 @@ settings! {
     database_url: StoreUrl = StoreUrl::new(format!("sqlite://{}", data_dir.join("passport.db").display())),
         parse: values::database_url, example: "postgres://passport:pw@127.0.0.1:5432/passport", secret;
     /// The session store: redis://… (unset: the embedded store); a cluster as
-    /// several URLs separated by commas.
+    /// redis+cluster://h1:p1,h2:p2 or several URLs separated by commas; a primary
+    /// managed by Sentinel as redis+sentinel://s1:p1,s2:p2/<service>.
     redis_url: Option<StoreUrl> = None,
         parse: values::redis_url, example: "redis://127.0.0.1:6379", secret;
     /// Prefix of every Redis key.

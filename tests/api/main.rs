@@ -15,6 +15,7 @@ mod live;
 mod openapi;
 mod operations;
 mod pages;
+mod reference;
 mod refresh;
 #[cfg(target_os = "linux")] // reads /proc
 mod scheduling;

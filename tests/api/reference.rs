@@ -1,0 +1,195 @@
+//! The reference pages under `docs/reference/` are made from the code, not kept
+//! by hand: the HTTP API from the served `/openapi.json`, the error codes from the
+//! error type, the command line from clap. Each test renders its page and fails
+//! when the committed one differs; `PASSPORT_UPDATE_DOCS=1 cargo test --test api
+//! reference` writes them instead.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use passport::error::ApiError;
+use passport::i18n::Lang;
+use serde_json::Value;
+
+use crate::helpers::*;
+
+/// Compares `rendered` with the committed page `name`, or writes it when asked to.
+fn current(name: &str, rendered: &str) {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("docs/reference")
+        .join(name);
+    if std::env::var_os("PASSPORT_UPDATE_DOCS").is_some() {
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(&path, rendered).unwrap();
+        return;
+    }
+    let committed = std::fs::read_to_string(&path).unwrap_or_default();
+    assert!(
+        committed == rendered,
+        "docs/reference/{name} is out of date with the code; \
+         run PASSPORT_UPDATE_DOCS=1 cargo test --test api reference and commit it"
+    );
+}
+
+fn header(title: &str, source: &str) -> String {
+    format!(
+        "# {title}\n\n<!-- Made from {source} by tests/api/reference.rs: do not edit. \
+         PASSPORT_UPDATE_DOCS=1 cargo test --test api reference remakes it. -->\n\n"
+    )
+}
+
+/// A cell of a Markdown table: one line, no bar.
+fn cell(text: &str) -> String {
+    text.split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ")
+        .replace('|', "\\|")
+}
+
+#[tokio::test]
+async fn the_http_api_page_is_made_from_the_served_document() {
+    let app = spawn_app().await;
+    let doc: Value = app
+        .client
+        .get(app.url("/openapi.json"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    // Operations by their first tag, each tag's in path order.
+    let mut by_tag: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    let paths = doc["paths"].as_object().unwrap();
+    let mut ordered: Vec<(&String, &Value)> = paths.iter().collect();
+    ordered.sort_by(|a, b| a.0.cmp(b.0));
+    for (path, item) in ordered {
+        for method in ["get", "put", "post", "delete", "patch", "head", "options"] {
+            let Some(op) = item.get(method) else { continue };
+            let tag = op["tags"][0].as_str().unwrap_or("other").to_owned();
+            by_tag.entry(tag).or_default().push(operation(path, method, op));
+        }
+    }
+    let mut page = header("HTTP API", "the server's /openapi.json");
+    page.push_str(
+        "Every answer is the envelope `{code, msg, data}` (error answers add `error`, \
+         the code of the [error codes](errors.md)). The document itself is served at \
+         `GET /openapi.json` (OpenAPI 3.1).\n",
+    );
+    for (tag, ops) in by_tag {
+        page.push_str(&format!("\n## {tag}\n"));
+        for op in ops {
+            page.push_str(&op);
+        }
+    }
+    current("http-api.md", &page);
+}
+
+/// One operation: its summary, what it needs, and what it answers.
+fn operation(path: &str, method: &str, op: &Value) -> String {
+    let mut out = format!("\n### `{} {path}`\n\n", method.to_uppercase());
+    let text = [&op["summary"], &op["description"]]
+        .iter()
+        .filter_map(|v| v.as_str())
+        .collect::<Vec<_>>()
+        .join("\n\n");
+    if !text.is_empty() {
+        out.push_str(&format!("{}\n\n", text.trim()));
+    }
+    let security: Vec<&str> = op["security"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|s| s.as_object()?.keys().next().map(String::as_str))
+        .collect();
+    let auth = match security.as_slice() {
+        [] => "none".to_owned(),
+        schemes => schemes
+            .iter()
+            .map(|s| format!("`{s}`"))
+            .collect::<Vec<_>>()
+            .join(" or "),
+    };
+    out.push_str(&format!("- Authentication: {auth}\n"));
+    if let Some(body) = op["requestBody"]["content"].as_object() {
+        let types: Vec<&str> = body.keys().map(String::as_str).collect();
+        out.push_str(&format!("- Request body: {}\n", types.join(", ")));
+    }
+    for p in op["parameters"].as_array().into_iter().flatten() {
+        out.push_str(&format!(
+            "- Parameter `{}` ({}): {}\n",
+            p["name"].as_str().unwrap_or(""),
+            p["in"].as_str().unwrap_or(""),
+            cell(p["description"].as_str().unwrap_or(""))
+        ));
+    }
+    out.push_str("\n| status | meaning |\n|---|---|\n");
+    let mut responses: Vec<(&String, &Value)> = op["responses"].as_object().into_iter().flatten().collect();
+    responses.sort_by(|a, b| a.0.cmp(b.0));
+    for (status, r) in responses {
+        out.push_str(&format!(
+            "| {status} | {} |\n",
+            cell(r["description"].as_str().unwrap_or(""))
+        ));
+    }
+    out
+}
+
+#[test]
+fn the_error_codes_page_is_made_from_the_error_type() {
+    let mut rows: BTreeMap<(u16, &str), String> = BTreeMap::new();
+    for e in ApiError::one_of_each() {
+        rows.entry((e.status().as_u16(), e.code())).or_insert_with(|| {
+            format!(
+                "| `{}` | {} | {} | {} |\n",
+                e.code(),
+                e.status().as_u16(),
+                cell(&e.message(Lang::En)),
+                cell(&e.message(Lang::Zh))
+            )
+        });
+    }
+    let mut page = header("Error codes", "the error type (src/error.rs)");
+    page.push_str(
+        "An error answer carries its code in `error`, the HTTP status in `code`, and a \
+         message in `msg`, in Chinese when `Accept-Language` prefers it. Clients decide \
+         on `error`, never on `msg`.\n\n| error | status | msg (en) | msg (zh) |\n|---|---|---|---|\n",
+    );
+    rows.values().for_each(|row| page.push_str(row));
+    current("errors.md", &page);
+}
+
+#[test]
+fn the_command_line_page_is_made_from_clap() {
+    let mut cmd = <passport::cli::Cli as clap::CommandFactory>::command().term_width(100);
+    cmd.build();
+    let mut page = header("Command line", "the command line's definition (src/cli.rs)");
+    page.push_str(
+        "Every setting is also a flag of every command, and an environment variable; \
+         the settings are listed once, under `passport`.\n",
+    );
+    help_of(&mut cmd, "passport", true, &mut page);
+    current("command-line.md", &page);
+}
+
+/// `cmd`'s help under a heading, then its subcommands'; the settings (global
+/// flags) only at the top, and no environment variable's value, whatever is set
+/// where the test runs.
+fn help_of(cmd: &mut clap::Command, name: &str, top: bool, page: &mut String) {
+    let shown = std::mem::take(cmd).mut_args(|a| {
+        let global = a.is_global_set();
+        a.hide_env_values(true).hide(global && !top)
+    });
+    *cmd = shown;
+    page.push_str(&format!("\n## `{name}`\n\n```text\n{}```\n", cmd.render_long_help()));
+    // clap's own `help` subcommand repeats what each page already shows.
+    let names: Vec<String> = cmd
+        .get_subcommands()
+        .map(|s| s.get_name().to_owned())
+        .filter(|s| s != "help")
+        .collect();
+    for sub in names {
+        let mut sub_cmd = cmd.find_subcommand_mut(&sub).unwrap().clone();
+        help_of(&mut sub_cmd, &format!("{name} {sub}"), false, page);
+    }
+}
