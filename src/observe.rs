@@ -133,6 +133,29 @@ impl Metrics {
     }
 }
 
+/// Every metric as a registry holding one series of each writes it out (a family
+/// with no series writes nothing): names, types, units, help texts and label
+/// names, the label values `…`. The reference page is made from it.
+pub fn catalogue() -> String {
+    let m = Metrics::new();
+    for family in Counted::ALL {
+        let labels: Words = family
+            .keys()
+            .into_iter()
+            .filter(|k| !k.is_empty())
+            .map(|k| (k, "…"))
+            .collect();
+        let _ = family.counters(&m).get_or_create(&labels);
+    }
+    let _ = m.requests.get_or_create(&RequestLabels {
+        route: "…".to_owned(),
+        method: "…",
+        status: 200,
+    });
+    let _ = m.sessions_live.get_or_create(&Vec::new());
+    m.render()
+}
+
 /// Which family of counters a call is for.
 #[derive(Clone, Copy, Debug, Hash, PartialEq, Eq)]
 enum Counted {
@@ -143,6 +166,36 @@ enum Counted {
     StoreErrors,
 }
 
+impl Counted {
+    const ALL: [Counted; 5] = [
+        Counted::Logins,
+        Counted::Identify,
+        Counted::Hooks,
+        Counted::RateLimited,
+        Counted::StoreErrors,
+    ];
+
+    /// The names of the family's labels (unused places `""`).
+    fn keys(self) -> [&'static str; 3] {
+        match self {
+            Counted::Logins | Counted::Identify => ["outcome", "", ""],
+            Counted::Hooks => ["server", "call", "outcome"],
+            Counted::RateLimited => ["limit", "", ""],
+            Counted::StoreErrors => ["store", "", ""],
+        }
+    }
+
+    fn counters(self, m: &Metrics) -> &Family<Words, Counter> {
+        match self {
+            Counted::Logins => &m.logins,
+            Counted::Identify => &m.identify,
+            Counted::Hooks => &m.hooks,
+            Counted::RateLimited => &m.rate_limited,
+            Counted::StoreErrors => &m.store_errors,
+        }
+    }
+}
+
 /// A thread's request histograms: by route pattern, then by method and status.
 type RequestHandles = HashMap<String, HashMap<(&'static str, u16), Histogram>>;
 
@@ -151,22 +204,20 @@ thread_local! {
     static REQUESTS: RefCell<RequestHandles> = RefCell::new(HashMap::new());
 }
 
-/// Adds one to a counter of `family` with up to three labels (unused keys `""`).
-fn count(family: Counted, keys: [&'static str; 3], values: [&'static str; 3]) {
+/// Adds one to a counter of `family`, its labels' values in the order of its keys.
+fn count(family: Counted, values: [&'static str; 3]) {
     let Some(m) = METRICS.get() else { return };
     COUNTERS.with_borrow_mut(|cache| {
         cache
             .entry((family, values))
             .or_insert_with(|| {
-                let labels: Words = keys.into_iter().zip(values).filter(|(k, _)| !k.is_empty()).collect();
-                let counters = match family {
-                    Counted::Logins => &m.logins,
-                    Counted::Identify => &m.identify,
-                    Counted::Hooks => &m.hooks,
-                    Counted::RateLimited => &m.rate_limited,
-                    Counted::StoreErrors => &m.store_errors,
-                };
-                counters.get_or_create(&labels).clone()
+                let labels: Words = family
+                    .keys()
+                    .into_iter()
+                    .zip(values)
+                    .filter(|(k, _)| !k.is_empty())
+                    .collect();
+                family.counters(m).get_or_create(&labels).clone()
             })
             .inc();
     });
@@ -194,23 +245,23 @@ pub fn request(route: &str, method: &'static str, status: u16, took: Duration) {
 }
 
 pub fn login(outcome: &'static str) {
-    count(Counted::Logins, ["outcome", "", ""], [outcome, "", ""]);
+    count(Counted::Logins, [outcome, "", ""]);
 }
 
 pub fn identify(outcome: &'static str) {
-    count(Counted::Identify, ["outcome", "", ""], [outcome, "", ""]);
+    count(Counted::Identify, [outcome, "", ""]);
 }
 
 pub fn hook(server: &'static str, call: &'static str, outcome: &'static str) {
-    count(Counted::Hooks, ["server", "call", "outcome"], [server, call, outcome]);
+    count(Counted::Hooks, [server, call, outcome]);
 }
 
 pub fn rate_limited(limit: &'static str) {
-    count(Counted::RateLimited, ["limit", "", ""], [limit, "", ""]);
+    count(Counted::RateLimited, [limit, "", ""]);
 }
 
 pub fn store_error(store: &'static str) {
-    count(Counted::StoreErrors, ["store", "", ""], [store, "", ""]);
+    count(Counted::StoreErrors, [store, "", ""]);
 }
 
 pub fn password_hash(took: Duration) {

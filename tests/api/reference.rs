@@ -1,6 +1,6 @@
 //! The reference pages under `docs/reference/` are made from the code, not kept
 //! by hand: the HTTP API from the served `/openapi.json`, the error codes from the
-//! error type, the command line from clap. Each test renders its page and fails
+//! error type, the command line from clap, the metrics from their registry. Each test renders its page and fails
 //! when the committed one differs; `PASSPORT_UPDATE_DOCS=1 cargo test --test api
 //! reference` writes them instead.
 
@@ -192,4 +192,58 @@ fn help_of(cmd: &mut clap::Command, name: &str, top: bool, page: &mut String) {
         let mut sub_cmd = cmd.find_subcommand_mut(&sub).unwrap().clone();
         help_of(&mut sub_cmd, &format!("{name} {sub}"), false, page);
     }
+}
+
+#[test]
+fn the_metrics_page_is_made_from_their_registry() {
+    // name → (type, unit, help, label names): the `# TYPE`, `# UNIT` and `# HELP`
+    // lines, and the labels of the one series the catalogue holds of each.
+    let mut metrics: BTreeMap<String, [String; 4]> = BTreeMap::new();
+    let catalogue = passport::observe::catalogue();
+    for line in catalogue.lines() {
+        let Some(rest) = line.strip_prefix("# ") else { continue };
+        let Some((kind, rest)) = rest.split_once(' ') else {
+            continue;
+        };
+        let (name, value) = rest.split_once(' ').unwrap_or((rest, ""));
+        let field = match kind {
+            "TYPE" => 0,
+            "UNIT" => 1,
+            "HELP" => 2,
+            _ => continue,
+        };
+        metrics.entry(name.to_owned()).or_default()[field] = value.to_owned();
+    }
+    assert!(metrics.len() >= 9, "the catalogue names too few metrics:\n{catalogue}");
+    for (name, fields) in metrics.iter_mut() {
+        let series = catalogue.lines().find(|l| {
+            l.strip_prefix(name.as_str())
+                .is_some_and(|rest| rest.starts_with('{') || rest.starts_with('_') || rest.starts_with(' '))
+        });
+        let labels: Vec<String> = series
+            .and_then(|l| Some(l.split_once('{')?.1.split_once('}')?.0))
+            .map(|inner| {
+                inner
+                    .split(',')
+                    .filter_map(|kv| kv.split_once('=').map(|(k, _)| format!("`{k}`")))
+                    .filter(|k| k != "`le`")
+                    .collect()
+            })
+            .unwrap_or_default();
+        fields[3] = labels.join(", ");
+    }
+    let mut page = header("Metrics", "the metrics' registry (src/observe.rs)");
+    page.push_str(
+        "Served at `GET /metrics` in the OpenMetrics text format, to the addresses \
+         `PASSPORT_METRICS_ALLOW` names. A counter's samples end in `_total`, a \
+         histogram's in `_bucket`, `_sum` and `_count`.\n\n\
+         | metric | type | unit | labels | meaning |\n|---|---|---|---|---|\n",
+    );
+    for (name, [kind, unit, help, labels]) in metrics {
+        page.push_str(&format!(
+            "| `{name}` | {kind} | {unit} | {labels} | {} |\n",
+            cell(&help)
+        ));
+    }
+    current("metrics.md", &page);
 }
