@@ -21,18 +21,22 @@ fn schemathesis_bin() -> Option<PathBuf> {
     path.exists().then_some(path)
 }
 
-#[tokio::test]
-async fn the_document_covers_every_json_endpoint_with_the_envelope_and_security() {
-    let app = spawn_app().await;
-    let doc: Value = app
-        .client
+/// The API document `app` serves.
+pub async fn served_document(app: &TestApp) -> Value {
+    app.client
         .get(app.url("/openapi.json"))
         .send()
         .await
         .unwrap()
         .json()
         .await
-        .unwrap();
+        .unwrap()
+}
+
+#[tokio::test]
+async fn the_document_covers_every_json_endpoint_with_the_envelope_and_security() {
+    let app = spawn_app().await;
+    let doc = served_document(&app).await;
     assert_eq!(doc["openapi"], "3.1.0");
     let paths = doc["paths"].as_object().unwrap();
     for path in [

@@ -48,16 +48,7 @@ fn cell(text: &str) -> String {
 
 #[tokio::test]
 async fn the_http_api_page_is_made_from_the_served_document() {
-    let app = spawn_app().await;
-    let doc: Value = app
-        .client
-        .get(app.url("/openapi.json"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let doc = crate::openapi::served_document(&spawn_app().await).await;
     // Operations by their first tag, each tag's in path order.
     let mut by_tag: BTreeMap<String, Vec<String>> = BTreeMap::new();
     let paths = doc["paths"].as_object().unwrap();
