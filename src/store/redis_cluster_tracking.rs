@@ -32,6 +32,7 @@ use redis::cluster_async::ClusterConnection;
 use redis::{ConnectionAddr, ConnectionInfo, PushInfo, RedisConnectionInfo};
 use tokio::task::JoinHandle;
 
+use super::redis_topology::ClusterNode;
 use super::redis_tracking::{self, Freshness, NearCache, Watch};
 
 /// `confirmed` of a node with no current connection.
@@ -116,30 +117,20 @@ impl Drop for Tracker {
 /// serve: all but those marked `fail`, `noaddr` or `handshake` that own no slot. A
 /// node only suspected (`fail?`) is among them. `None` when the answer has a slot
 /// on its way to or from a node it does not count (`[slot->-id]`, `[slot-<-id]`).
-fn may_serve(nodes: &str) -> Option<HashSet<String>> {
-    let mut ids = HashSet::new();
-    let mut moving = Vec::new();
-    let mut serving = HashSet::new();
-    for line in nodes.lines() {
-        let f: Vec<&str> = line.split_whitespace().collect();
-        let (Some(id), Some(address), Some(flags)) = (f.first(), f.get(1), f.get(2)) else {
-            continue;
-        };
-        let slots = f.get(8..).unwrap_or_default();
-        let out = flags
-            .split(',')
-            .any(|flag| matches!(flag, "fail" | "noaddr" | "handshake"));
-        if out && slots.is_empty() {
-            continue;
-        }
-        ids.insert(*id);
-        serving.insert(address.split(['@', ',']).next().unwrap_or_default().to_owned());
-        moving.extend(slots.iter().filter_map(|s| {
-            let s = s.strip_prefix('[')?.strip_suffix(']')?;
-            s.split_once("->-").or_else(|| s.split_once("-<-")).map(|(_, id)| id)
-        }));
-    }
-    moving.iter().all(|id| ids.contains(id)).then_some(serving)
+fn may_serve(answer: &str) -> Option<HashSet<String>> {
+    let nodes = ClusterNode::parse(answer);
+    let serving: Vec<&ClusterNode> = nodes
+        .iter()
+        .filter(|n| {
+            let out = ["fail", "noaddr", "handshake"].iter().any(|f| n.has(f));
+            !out || n.slots > 0 || !n.moving.is_empty()
+        })
+        .collect();
+    let counted = |id: &&str| serving.iter().any(|n| n.id == *id);
+    serving
+        .iter()
+        .all(|n| n.moving.iter().all(counted))
+        .then(|| serving.iter().map(|n| n.address.to_owned()).collect())
 }
 
 fn connection_info(address: &str, node: &RedisConnectionInfo) -> Option<ConnectionInfo> {
@@ -283,6 +274,16 @@ mod tests {
         }
     }
 
+    /// A tally trusting `nodes`, each tracked since now.
+    fn trusting(nodes: &[&str]) -> Tally {
+        let t = tally();
+        let now = t.cache.now_ms();
+        t.expect(&set(nodes), now);
+        nodes.iter().for_each(|n| t.node_since(n, now));
+        assert!(t.cache.is_current());
+        t
+    }
+
     fn set(nodes: &[&str]) -> HashSet<String> {
         nodes.iter().map(|n| n.to_string()).collect()
     }
@@ -315,11 +316,7 @@ mod tests {
 
     #[test]
     fn a_lost_node_stops_the_hits_until_the_cluster_counts_it_out() {
-        let t = tally();
-        let now = t.cache.now_ms();
-        t.expect(&set(&["a:1", "b:2"]), now);
-        t.node_since("a:1", now);
-        t.node_since("b:2", now);
+        let t = trusting(&["a:1", "b:2"]);
         let sid = keep(&t);
         t.node_lost("b:2");
         assert!(!t.cache.hit(7, &sid, 100, 0));
@@ -333,10 +330,7 @@ mod tests {
 
     #[test]
     fn a_new_node_stops_the_hits_until_it_is_tracked_and_forgets_everything() {
-        let t = tally();
-        let now = t.cache.now_ms();
-        t.expect(&set(&["a:1"]), now);
-        t.node_since("a:1", now);
+        let t = trusting(&["a:1"]);
         let sid = keep(&t);
         t.expect(&set(&["a:1", "c:3"]), t.cache.now_ms());
         assert!(!t.cache.is_current());

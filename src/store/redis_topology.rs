@@ -63,42 +63,18 @@ impl Topology {
         }
     }
 
-    /// A Cluster, from a node's `CLUSTER NODES`:
-    /// `<id> <ip:port@cport[,host]> <flags> <primary id|-> <ping> <pong> <epoch> <link> <slot>…`.
-    pub fn of_cluster(nodes: &str, durable_revocations: bool) -> Topology {
-        struct Node<'a> {
-            id: &'a str,
-            address: &'a str,
-            flags: Vec<&'a str>,
-            primary: &'a str,
-            slots: u32,
-        }
-        let nodes: Vec<Node> = nodes
-            .lines()
-            .filter_map(|line| {
-                let f: Vec<&str> = line.split_whitespace().collect();
-                Some(Node {
-                    id: f.first()?,
-                    address: f.get(1)?.split(['@', ',']).next()?,
-                    flags: f.get(2)?.split(',').collect(),
-                    primary: f.get(3)?,
-                    slots: f.iter().skip(8).map(|r| slot_count(r)).sum(),
-                })
-            })
-            .collect();
-        let up = |n: &Node| {
-            !n.flags
-                .iter()
-                .any(|f| matches!(*f, "fail" | "fail?" | "noaddr" | "handshake"))
-        };
+    /// A Cluster, from a node's `CLUSTER NODES`.
+    pub fn of_cluster(answer: &str, durable_revocations: bool) -> Topology {
+        let nodes = ClusterNode::parse(answer);
+        let up = |n: &ClusterNode| !["fail", "fail?", "noaddr", "handshake"].iter().any(|f| n.has(f));
         let primaries: Vec<Primary> = nodes
             .iter()
-            .filter(|n| n.flags.contains(&"master") && up(n) && n.slots > 0)
+            .filter(|n| n.has("master") && up(n) && n.slots > 0)
             .map(|p| Primary {
                 address: p.address.to_owned(),
                 replicas: nodes
                     .iter()
-                    .filter(|r| r.flags.contains(&"slave") && r.primary == p.id && up(r))
+                    .filter(|r| r.has("slave") && r.primary == p.id && up(r))
                     .count() as u32,
                 slots: Some(p.slots),
             })
@@ -111,6 +87,52 @@ impl Topology {
             primaries,
             failing: nodes.iter().filter(|n| !up(n)).map(|n| n.address.to_owned()).collect(),
         }
+    }
+}
+
+/// One line of a `CLUSTER NODES` answer:
+/// `<id> <ip:port@cport[,host]> <flags> <primary id|-> <ping> <pong> <epoch> <link> <slot>…`.
+pub(super) struct ClusterNode<'a> {
+    pub id: &'a str,
+    /// `host:port`, without the bus port or hostname.
+    pub address: &'a str,
+    pub flags: Vec<&'a str>,
+    pub primary: &'a str,
+    /// The slots it owns.
+    pub slots: u32,
+    /// The ids of the nodes its slots in motion go to or come from
+    /// (`[slot->-id]`, `[slot-<-id]`).
+    pub moving: Vec<&'a str>,
+}
+
+impl<'a> ClusterNode<'a> {
+    /// Every node of an answer; a line without an id, address and flags is skipped.
+    pub fn parse(answer: &'a str) -> Vec<ClusterNode<'a>> {
+        answer
+            .lines()
+            .filter_map(|line| {
+                let f: Vec<&str> = line.split_whitespace().collect();
+                let slots = f.get(8..).unwrap_or_default();
+                Some(ClusterNode {
+                    id: f.first()?,
+                    address: f.get(1)?.split(['@', ',']).next()?,
+                    flags: f.get(2)?.split(',').collect(),
+                    primary: f.get(3).copied().unwrap_or("-"),
+                    slots: slots.iter().map(|r| slot_count(r)).sum(),
+                    moving: slots
+                        .iter()
+                        .filter_map(|s| {
+                            let s = s.strip_prefix('[')?.strip_suffix(']')?;
+                            s.split_once("->-").or_else(|| s.split_once("-<-")).map(|(_, id)| id)
+                        })
+                        .collect(),
+                })
+            })
+            .collect()
+    }
+
+    pub fn has(&self, flag: &str) -> bool {
+        self.flags.contains(&flag)
     }
 }
 
