@@ -113,10 +113,6 @@ impl Default for NearCache {
 }
 
 impl NearCache {
-    pub(super) fn now_ms(&self) -> i64 {
-        self.base.elapsed().as_millis() as i64
-    }
-
     fn shard(&self, sid: &SessionId) -> &RwLock<Shard> {
         // Session ids are random, so their first byte spreads them evenly.
         &self.shards[sid.0[0] as usize % SHARDS]
@@ -201,46 +197,6 @@ impl NearCache {
             shard.entries.clear();
         }
     }
-
-    /// The tracking connection is gone: nothing is used until a new one is current.
-    pub(super) fn lost(&self) {
-        self.confirmed_ms.store(NEVER, SeqCst);
-        self.forget_all();
-    }
-
-    /// A new tracking connection, asked for tracking at `sent`: a new epoch begins.
-    pub(super) fn tracking_since(&self, sent: i64) {
-        self.epoch.fetch_add(1, SeqCst);
-        self.confirmed_ms.store(sent, SeqCst);
-    }
-
-    /// Every invalidation for a change made before `sent` has been applied. Never
-    /// revives a lost connection: only `tracking_since` starts trusting again.
-    pub(super) fn confirm(&self, sent: i64) {
-        let _ = self
-            .confirmed_ms
-            .fetch_update(SeqCst, SeqCst, |c| (c != NEVER).then_some(c.max(sent)));
-    }
-
-    /// Applies one message Redis pushed on the tracking connection.
-    pub(super) fn apply(&self, push: &PushInfo) {
-        if push.kind != PushKind::Invalidate {
-            return;
-        }
-        match push.data.first() {
-            Some(Value::Array(keys)) => {
-                for key in keys {
-                    if let Value::BulkString(key) = key {
-                        if let Some(sid) = session_of_key(key) {
-                            self.forget(&sid);
-                        }
-                    }
-                }
-            }
-            // A null key list: Redis flushed a database or dropped its tracking table.
-            _ => self.forget_all(),
-        }
-    }
 }
 
 /// What a tracking connection reports: that it started (tracking asked at
@@ -257,19 +213,47 @@ pub(super) trait Freshness: Send + Sync + 'static {
 
 impl Freshness for NearCache {
     fn now_ms(&self) -> i64 {
-        NearCache::now_ms(self)
+        self.base.elapsed().as_millis() as i64
     }
-    fn tracking_since(&self, sent: i64) {
-        NearCache::tracking_since(self, sent)
-    }
-    fn confirm(&self, sent: i64) {
-        NearCache::confirm(self, sent)
-    }
+
+    /// The tracking connection is gone: nothing is used until a new one is current.
     fn lost(&self) {
-        NearCache::lost(self)
+        self.confirmed_ms.store(NEVER, SeqCst);
+        self.forget_all();
     }
+
+    /// A new tracking connection, asked for tracking at `sent`: a new epoch begins.
+    fn tracking_since(&self, sent: i64) {
+        self.epoch.fetch_add(1, SeqCst);
+        self.confirmed_ms.store(sent, SeqCst);
+    }
+
+    /// Every invalidation for a change made before `sent` has been applied. Never
+    /// revives a lost connection: only `tracking_since` starts trusting again.
+    fn confirm(&self, sent: i64) {
+        let _ = self
+            .confirmed_ms
+            .fetch_update(SeqCst, SeqCst, |c| (c != NEVER).then_some(c.max(sent)));
+    }
+
+    /// Applies one message Redis pushed on the tracking connection.
     fn apply(&self, push: &PushInfo) {
-        NearCache::apply(self, push)
+        if push.kind != PushKind::Invalidate {
+            return;
+        }
+        match push.data.first() {
+            Some(Value::Array(keys)) => {
+                for key in keys {
+                    if let Value::BulkString(key) = key {
+                        if let Some(sid) = session_of_key(key) {
+                            self.forget(&sid);
+                        }
+                    }
+                }
+            }
+            // A null key list: Redis flushed a database or dropped its tracking table.
+            _ => self.forget_all(),
+        }
     }
 }
 
