@@ -179,12 +179,14 @@ pub fn stat_field(stat: &str, n: usize) -> Option<&str> {
 /// Waits until a Redis session store's memory of valid sessions is in use
 /// (tracking current), for at most 10 s.
 pub async fn tracking_current(store: &passport::store::redis::RedisSessions) {
+    tracking_current_within(store, Duration::from_secs(10)).await
+}
+
+/// The same, for at most `within` (a failover takes longer than a start).
+pub async fn tracking_current_within(store: &passport::store::redis::RedisSessions, within: Duration) {
     let start = Instant::now();
     while !store.tracking() {
-        assert!(
-            start.elapsed() < Duration::from_secs(10),
-            "Redis tracking did not start"
-        );
+        assert!(start.elapsed() < within, "Redis tracking not current after {within:?}");
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }
