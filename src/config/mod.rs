@@ -60,7 +60,8 @@ macro_rules! settings {
     (@hidden secret) => { true };
     ($(
         $(#[doc = $doc:literal])+
-        $key:ident: $ty:ty = $default:expr, parse: $parse:expr, example: $example:literal $(, $hidden:ident)?;
+        $key:ident: $ty:ty = $default:expr, $(shown $shown:literal,)? parse: $parse:expr,
+            example: $example:literal $(, $hidden:ident)?;
     )+) => {
         /// Every setting, typed and checked.
         #[derive(Clone, Debug)]
@@ -85,23 +86,37 @@ macro_rules! settings {
                 $( let $key: $ty = src.value(stringify!($key), || $default, $parse)?; )+
                 Ok(Config { $($key),+ })
             }
+
+            /// The setting's value as an operator would write it; on the defaults,
+            /// what the settings' reference shows. A default that depends on the
+            /// machine declares its text instead (`shown "…"`).
+            pub fn shown(&self, key: &str) -> Option<String> {
+                match key {
+                    $( stringify!($key) => Some(settings!(@shown self.$key $(, $shown)?)), )+
+                    _ => None,
+                }
+            }
         }
     };
+    (@shown $value:expr) => { values::Shown::shown(&$value) };
+    (@shown $value:expr, $shown:literal) => { $shown.to_owned() };
 }
 
 settings! {
-    /// Address to serve on (port 0: any free port).
+    /// Address to serve on (port 0: any free port; the bound address is logged).
     listen: SocketAddr = SocketAddr::from(([127, 0, 0, 1], 8080)),
         parse: values::parsed("an address like 127.0.0.1:8080"), example: "127.0.0.1:9090";
     /// Embedded databases and the generated secret.
     data_dir: PathBuf = PathBuf::from("./data"),
         parse: |raw| values::non_empty(raw).map(PathBuf::from), example: "/var/lib/passport";
-    /// The user store: sqlite://…, postgres://… or mysql://… (MySQL or MariaDB)
+    /// The user store: sqlite://…, postgres://… or mysql://… (MySQL or MariaDB;
+    /// mariadb://… also works).
     database_url: StoreUrl = StoreUrl::new(format!("sqlite://{}", data_dir.join("passport.db").display())),
         parse: values::database_url, example: "postgres://passport:pw@127.0.0.1:5432/passport", secret;
     /// The session store: redis://… (unset: the embedded store); a cluster as
     /// redis+cluster://h1:p1,h2:p2 or several URLs separated by commas; a primary
-    /// managed by Sentinel as redis+sentinel://s1:p1,s2:p2/<service>.
+    /// managed by Sentinel as redis+sentinel://[user:password@]s1:p1,s2:p2/<service>[/<db>]
+    /// (the credentials and the database are the data nodes').
     redis_url: Option<StoreUrl> = None,
         parse: values::redis_url, example: "redis://127.0.0.1:6379", secret;
     /// Prefix of every Redis key.
@@ -135,7 +150,8 @@ settings! {
     /// Live sessions per user.
     max_sessions: u32 = 1,
         parse: values::number("an integer of at least 1", 1..=u32::MAX, ""), example: "3";
-    /// What a login beyond max_sessions does: evict_oldest or reject.
+    /// What a login beyond max_sessions does: evict_oldest, or reject (403
+    /// session_limit_reached).
     session_overflow: Overflow = Overflow::EvictOldest,
         parse: values::one_of(values::OVERFLOWS), example: "reject";
     /// Seconds in which a just-rotated refresh token gets the same successor again (0-300).
@@ -168,9 +184,9 @@ settings! {
     default_lang: Lang = Lang::En,
         parse: values::one_of(values::LANGS), example: "zh";
     /// Threads that hash passwords at once (default: the CPUs this process may use).
-    hash_workers: usize = values::cores(),
+    hash_workers: usize = values::cores(), shown "the CPUs this process may use",
         parse: values::number("a number of threads", 1..=usize::MAX, ""), example: "1000";
-    /// Hash requests that may wait for a thread; beyond it, 503 busy.
+    /// Hash requests that may wait for a thread; beyond it, 503 busy with Retry-After.
     hash_queue: usize = 256,
         parse: values::number("a number of requests", 0..=usize::MAX, ""), example: "16";
     /// Pin the request threads one per CPU when there is one CPU per thread (true or false).
@@ -515,14 +531,25 @@ mod tests {
         assert_eq!(format!("{u:?}"), "postgres://app:***@db:5432/x");
     }
 
-    /// README's table of settings is what an operator reads: every setting is in it,
-    /// with its variable and its flag.
+    /// The settings' reference shows each default as text (`Config::shown`): given
+    /// back as the setting's value, that text must make the very default, so the
+    /// page cannot show one thing while the code does another.
     #[test]
-    fn the_readme_lists_every_setting() {
-        let readme = include_str!("../../README.md");
+    fn every_shown_default_reads_back_as_the_default() {
+        let defaults = Config::from_sources(&Sources::default()).unwrap();
         for s in SETTINGS {
-            let row = format!("| `{}` | `--{}` |", s.env(), s.flag());
-            assert!(readme.contains(&row), "README.md has no row {row}");
+            let shown = defaults.shown(s.key).expect("every setting is shown");
+            match (s.key, shown.as_str()) {
+                // Declared, because it depends on the machine.
+                ("hash_workers", _) => assert_eq!(defaults.hash_workers, values::cores()),
+                // Only `None` shows so; no text gives `None` back.
+                (_, "unset") => {}
+                _ => {
+                    let given = Config::from_sources(&Sources::from_pairs([(s.key, shown.as_str())]).unwrap())
+                        .unwrap_or_else(|e| panic!("the shown default of {} does not parse: {e}", s.key));
+                    assert_eq!(format!("{given:?}"), format!("{defaults:?}"), "{} shown as {shown:?}", s.key);
+                }
+            }
         }
     }
 

@@ -415,3 +415,89 @@ pub fn region(raw: &str) -> Parsed<phonenumber::country::Id> {
 pub fn cores() -> usize {
     std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2)
 }
+
+/// A value written the way an operator would give it: how the settings' reference
+/// shows each default, in a form its parser reads back to the same value (a config
+/// test checks that for every setting).
+pub trait Shown {
+    fn shown(&self) -> String;
+}
+
+macro_rules! shown_by_display {
+    ($($ty:ty),+) => { $( impl Shown for $ty {
+        fn shown(&self) -> String {
+            self.to_string()
+        }
+    } )+ };
+}
+shown_by_display!(String, u32, u64, usize, bool, std::net::SocketAddr, StoreUrl);
+
+impl Shown for PathBuf {
+    fn shown(&self) -> String {
+        self.display().to_string()
+    }
+}
+
+impl<T: Shown> Shown for Option<T> {
+    fn shown(&self) -> String {
+        match self {
+            Some(value) => value.shown(),
+            None => "unset".to_owned(),
+        }
+    }
+}
+
+impl Shown for Secret {
+    fn shown(&self) -> String {
+        "<redacted>".to_owned()
+    }
+}
+
+impl Shown for RateLimit {
+    fn shown(&self) -> String {
+        format!("{}/{}", self.count, self.window)
+    }
+}
+
+impl Shown for Vec<IpNet> {
+    fn shown(&self) -> String {
+        if self.is_empty() {
+            return "none".to_owned();
+        }
+        self.iter().map(IpNet::to_string).collect::<Vec<_>>().join(",")
+    }
+}
+
+impl Shown for phonenumber::country::Id {
+    fn shown(&self) -> String {
+        // The enum's variants are the ISO 3166 codes the parser takes.
+        format!("{self:?}")
+    }
+}
+
+/// The name a `one_of` table gives a choice.
+fn choice_name<T: PartialEq>(choices: &[(&'static str, T)], value: &T) -> String {
+    choices
+        .iter()
+        .find(|(_, v)| v == value)
+        .map(|(name, _)| (*name).to_owned())
+        .expect("every choice is in its table")
+}
+
+impl Shown for Overflow {
+    fn shown(&self) -> String {
+        choice_name(OVERFLOWS, self)
+    }
+}
+
+impl Shown for LogFormat {
+    fn shown(&self) -> String {
+        choice_name(LOG_FORMATS, self)
+    }
+}
+
+impl Shown for Lang {
+    fn shown(&self) -> String {
+        choice_name(LANGS, self)
+    }
+}

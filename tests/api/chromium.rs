@@ -321,7 +321,7 @@ impl Browser {
     }
 
     /// A PNG of the viewport, kept under `target/screenshots/`, and written to
-    /// `docs/screenshots/` too when PASSPORT_UPDATE_SCREENSHOTS=1 (how the README's
+    /// `docs/src/screenshots/` too when PASSPORT_UPDATE_SCREENSHOTS=1 (how the README's
     /// pictures are made).
     pub async fn screenshot(&self, name: &str) {
         // The whole page, through Chromium's own protocol: WebDriver's screenshot
@@ -346,7 +346,7 @@ impl Browser {
         let root = Path::new(env!("CARGO_MANIFEST_DIR"));
         let mut dirs = vec![root.join("target/screenshots")];
         if std::env::var("PASSPORT_UPDATE_SCREENSHOTS").is_ok_and(|v| v == "1") {
-            dirs.push(root.join("docs/screenshots"));
+            dirs.push(root.join("docs/src/screenshots"));
         }
         for dir in dirs {
             std::fs::create_dir_all(&dir).unwrap();

@@ -1,4 +1,4 @@
-//! The reference pages under `docs/reference/` are made from the code, not kept
+//! The reference pages under `docs/src/reference/` are made from the code, not kept
 //! by hand: the HTTP API from the served `/openapi.json`, the error codes from the
 //! error type, the command line from clap, the metrics from their registry. Each test renders its page and fails
 //! when the committed one differs; `PASSPORT_UPDATE_DOCS=1 cargo test --test api
@@ -16,7 +16,7 @@ use crate::helpers::*;
 /// Compares `rendered` with the committed page `name`, or writes it when asked to.
 fn current(name: &str, rendered: &str) {
     let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("docs/reference")
+        .join("docs/src/reference")
         .join(name);
     if std::env::var_os("PASSPORT_UPDATE_DOCS").is_some() {
         std::fs::create_dir_all(path.parent().unwrap()).unwrap();
@@ -26,7 +26,7 @@ fn current(name: &str, rendered: &str) {
     let committed = std::fs::read_to_string(&path).unwrap_or_default();
     assert!(
         committed == rendered,
-        "docs/reference/{name} is out of date with the code; \
+        "docs/src/reference/{name} is out of date with the code; \
          run PASSPORT_UPDATE_DOCS=1 cargo test --test api reference and commit it"
     );
 }
@@ -237,4 +237,45 @@ fn the_metrics_page_is_made_from_their_registry() {
         ));
     }
     current("metrics.md", &page);
+}
+
+#[test]
+fn the_settings_page_is_made_from_their_declaration() {
+    let defaults = passport::Config::from_sources(&passport::config::Sources::default()).unwrap();
+    let mut page = header("Settings", "the settings' declaration (src/config/mod.rs)");
+    page.push_str(
+        "Nothing needs setting. Every setting has a key of the optional TOML file that \
+         `--config` / `PASSPORT_CONFIG` names, an environment variable and a flag of \
+         every command. Precedence is flag > environment > file > default. A bad value, \
+         or a key the file should not have, stops startup with a message naming the \
+         setting (exit status 2).\n\n\
+         ```toml\n\
+         # passport.toml\n\
+         max_sessions = 3\n\
+         trusted_proxies = [\"10.0.0.0/8\"]\n\
+         rate_login_account = \"5/60\"\n\
+         ```\n\n\
+         When no secret is given, one is generated (32 random bytes, written as 64 hex \
+         characters) into `<data dir>/secret.key` with mode 0600, and the log says so; \
+         several processes must be given the same secret. The values of secrets and of \
+         URLs that may carry a password never appear in `--help` or the log.\n\n\
+         | key | environment | flag | default | meaning |\n|---|---|---|---|---|\n",
+    );
+    for s in passport::config::SETTINGS {
+        let default = defaults.shown(s.key).unwrap();
+        page.push_str(&format!(
+            "| `{}` | `{}` | `--{}` | {} | {} |\n",
+            s.key,
+            s.env(),
+            s.flag(),
+            // Descriptions (unset, machine-dependent) read as words, values as code.
+            if default == "unset" || default.contains(' ') {
+                cell(&default)
+            } else {
+                format!("`{default}`")
+            },
+            cell(s.help)
+        ));
+    }
+    current("settings.md", &page);
 }
