@@ -1,6 +1,7 @@
 //! One integration-test binary: every test starts its own app on port 0.
 
 mod audit;
+mod book;
 mod chromium;
 mod commands;
 mod durability;

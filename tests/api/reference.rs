@@ -38,12 +38,17 @@ fn header(title: &str, source: &str) -> String {
     )
 }
 
-/// A cell of a Markdown table: one line, no bar.
+/// A cell of a Markdown table: one line, no bar, and the text as written (`<kid>`
+/// is no HTML tag, `[user@]` no link).
 fn cell(text: &str) -> String {
     text.split_whitespace()
         .collect::<Vec<_>>()
         .join(" ")
         .replace('|', "\\|")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('[', "\\[")
+        .replace(']', "\\]")
 }
 
 #[tokio::test]

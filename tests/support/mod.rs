@@ -1038,32 +1038,27 @@ pub struct PrivateNginx {
 }
 
 impl PrivateNginx {
-    /// The configuration, for the README to show the same thing.
+    /// The configuration: the book's own nginx snippets (docs/src/snippets/), so
+    /// that what the guides show is what these tests run, with this test's
+    /// addresses and a one-second re-check in place of the book's.
     pub fn config(dir: &Path, passport: &str, rtmp_port: u16, http_port: u16) -> String {
         let d = dir.display();
-        let hook = format!("http://{passport}/hooks/nginx-rtmp");
+        let rtmp = book_snippet("nginx-rtmp.conf", &[
+            ("127.0.0.1:8080", passport),
+            ("listen 1935;", &format!("listen 127.0.0.1:{rtmp_port};")),
+            ("notify_update_timeout 10s;", "notify_update_timeout 1s;"),
+        ]);
+        assert!(rtmp.contains(&format!("load_module {RTMP_MODULE};")), "the book loads another RTMP module");
+        let auth_request = book_snippet("nginx-auth-request.conf", &[
+            ("127.0.0.1:8080", passport),
+            ("root /var/www;", &format!("root {d}/www;")),
+        ]);
         format!(
-            "load_module {RTMP_MODULE};
+            "{rtmp}
 worker_processes 1;
 error_log {d}/error.log info;
 pid {d}/nginx.pid;
 events {{ worker_connections 256; }}
-
-rtmp {{
-    server {{
-        listen 127.0.0.1:{rtmp_port};
-        notify_method post;
-        application live {{
-            live on;
-            on_publish {hook};
-            on_play {hook};
-            on_update {hook};
-            on_publish_done {hook};
-            on_play_done {hook};
-            notify_update_timeout 1s;
-        }}
-    }}
-}}
 
 http {{
     access_log off;
@@ -1074,22 +1069,7 @@ http {{
     scgi_temp_path {d}/scgi;
     server {{
         listen 127.0.0.1:{http_port};
-        location ~ ^/hls/(?<hls_stream>[a-z0-9][a-z0-9_-]*)/ {{
-            set $passport_stream $hls_stream;
-            auth_request /_passport;
-            # Content comes after the access phase, where auth_request runs (a
-            # `return` would answer before it): every playlist is one file.
-            root {d}/www;
-            default_type application/vnd.apple.mpegurl;
-            try_files /playlist.m3u8 =404;
-        }}
-        location = /_passport {{
-            internal;
-            proxy_pass http://{passport}/auth/verify?stream=$passport_stream;
-            proxy_pass_request_body off;
-            proxy_set_header Content-Length \"\";
-            proxy_set_header X-Original-URI $request_uri;
-        }}
+{auth_request}
     }}
 }}
 "
@@ -1106,8 +1086,8 @@ http {{
         // nginx's workers drop root: they must be able to read the playlist.
         use std::os::unix::fs::PermissionsExt;
         std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
-        std::fs::create_dir(dir.path().join("www")).unwrap();
-        std::fs::write(dir.path().join("www/playlist.m3u8"), "#EXTM3U\n").unwrap();
+        std::fs::create_dir_all(dir.path().join("www/hls/show")).unwrap();
+        std::fs::write(dir.path().join("www/hls/show/index.m3u8"), "#EXTM3U\n").unwrap();
         std::fs::write(&conf, Self::config(dir.path(), passport, rtmp_port, http_port)).unwrap();
         let child = Command::new(nginx_bin().unwrap())
             .arg("-p")
@@ -1154,6 +1134,19 @@ impl Drop for PrivateNginx {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// A snippet of the book (`docs/src/snippets/<name>`) with each `(from, to)`
+/// replaced; a `from` the snippet no longer holds fails the test, so the book cannot
+/// change under a test that no longer runs what it shows.
+pub fn book_snippet(name: &str, replace: &[(&str, &str)]) -> String {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/src/snippets").join(name);
+    let mut text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    for (from, to) in replace {
+        assert!(text.contains(from), "docs/src/snippets/{name} no longer has {from:?}");
+        text = text.replace(from, to);
+    }
+    text
 }
 
 /// ffmpeg, quiet, with these arguments.
