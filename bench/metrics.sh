@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The metrics rows of BENCHMARKS.md alone: GET /passport/me on a server recording
+# The metrics rows of docs/src/benchmarks.md alone: GET /passport/me on a server recording
 # metrics against the same build recording none, in turn (bench/run.sh runs the
 # same measurement among the others).
 # Usage: bench/metrics.sh [seconds per load run, default 10] [rounds, default 3]

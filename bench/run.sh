@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The benchmark kit of BENCHMARKS.md. Builds in release mode, starts Passport on
+# The benchmark kit of docs/src/benchmarks.md. Builds in release mode, starts Passport on
 # 127.0.0.1 (embedded, then Redis), creates users and measures with wrk at 64
 # connections:
 #   (a) GET /passport/me with a valid token against GET /healthz: req/s, p50, p99

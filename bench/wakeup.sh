@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Wakeup latency: how late a 1 ms sleep returns (5000 samples), alone and beside
 # two busy loops at nice 19 and under SCHED_IDLE. Tells a scheduler that is slow
-# to wake a thread apart from CPU that is simply shared (BENCHMARKS.md).
+# to wake a thread apart from CPU that is simply shared (docs/src/benchmarks.md).
 set -euo pipefail
 probe() {
   python3 - <<'PY'

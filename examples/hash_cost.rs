@@ -1,6 +1,6 @@
 //! Prints the cost of one Argon2id hash at Passport's parameters, in milliseconds:
 //! the mean of several (one thread, in reused memory as the server's hashing pool
-//! does), the unit of login capacity in BENCHMARKS.md. The mean, because capacity
+//! does), the unit of login capacity in docs/src/benchmarks.md. The mean, because capacity
 //! is hashes per second (count over total time), and on a shared host one hash
 //! takes 14 ms one second and 22 ms the next.
 

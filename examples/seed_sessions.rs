@@ -1,5 +1,5 @@
 //! Fills an embedded session store with N live sessions (default 1,000,000), one per
-//! user, for the memory and restart measurements of BENCHMARKS.md.
+//! user, for the memory and restart measurements of docs/src/benchmarks.md.
 //! Usage: seed_sessions <data dir> [count]
 
 use std::sync::Arc;

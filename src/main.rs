@@ -8,8 +8,7 @@ use passport::config::LogFormat;
 use tracing_subscriber::EnvFilter;
 
 // Every request allocates a little on whichever worker thread runs it; mimalloc's
-// per-thread heaps serve that without glibc's arena locking (BENCHMARKS.md, "What
-// changed, measured").
+// per-thread heaps serve that without glibc's arena locking.
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 

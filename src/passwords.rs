@@ -6,7 +6,7 @@
 //! jobs wait; past that the caller gets `Busy` (503) at once instead of piling up
 //! work the server cannot finish. The hashing threads run in the background
 //! (`scheduling`), so that a login storm takes the CPU that identify leaves and
-//! does not delay identify (BENCHMARKS.md).
+//! does not delay identify (docs/src/benchmarks.md).
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -147,7 +147,7 @@ fn current_params() -> Params {
 
 /// The working memory of one Argon2 computation at the current parameters
 /// (19 MiB), kept between hashes. A fresh one per hash means mapping and zeroing
-/// 19 MiB each time, a tenth of login throughput (BENCHMARKS.md); Argon2 writes
+/// 19 MiB each time, a tenth of login throughput (docs/src/benchmarks.md); Argon2 writes
 /// every block before it reads it, so reused memory needs no clearing.
 #[derive(Default)]
 pub struct HashMemory(Vec<Block>);

@@ -1,5 +1,5 @@
 //! Where and how urgently Passport's threads run, so that a login storm does not
-//! delay identify (BENCHMARKS.md, "The login storm").
+//! delay identify (docs/src/benchmarks.md, "Why it is built this way").
 //!
 //! - The password-hashing threads run under `SCHED_IDLE`: the kernel preempts one
 //!   the moment any ordinary thread wakes on its CPU, and treats a CPU running only

@@ -547,7 +547,12 @@ mod tests {
                 _ => {
                     let given = Config::from_sources(&Sources::from_pairs([(s.key, shown.as_str())]).unwrap())
                         .unwrap_or_else(|e| panic!("the shown default of {} does not parse: {e}", s.key));
-                    assert_eq!(format!("{given:?}"), format!("{defaults:?}"), "{} shown as {shown:?}", s.key);
+                    assert_eq!(
+                        format!("{given:?}"),
+                        format!("{defaults:?}"),
+                        "{} shown as {shown:?}",
+                        s.key
+                    );
                 }
             }
         }

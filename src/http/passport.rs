@@ -141,7 +141,7 @@ pub async fn refresh(
 #[utoipa::path(
     post, path = "/passport/logout", tag = "sessions",
     security(("jwt" = []), ("bearer" = [])),
-    responses((status = 200, description = "This session is ended", body = Success<Null>))
+    responses((status = 200, description = "The caller's session is ended", body = Success<Null>))
 )]
 pub async fn logout(
     State(state): State<AppState>,

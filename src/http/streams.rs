@@ -84,8 +84,7 @@ pub async fn list(State(state): State<AppState>, AuthUser(who): AuthUser) -> Ans
     responses(
         (status = 200, description = "The stream, with its new access", body = Success<StreamView>),
         (status = 400, description = "`invalid_params`: access is neither `login` nor `public`", body = Failure),
-        (status = 403, description = "`forbidden`: not the caller's stream", body = Failure),
-        (status = 404, description = "`not_found`: no such stream", body = Failure),
+        (status = 404, description = "`not_found`: no such stream, or another user's", body = Failure),
     )
 )]
 pub async fn set_access(
@@ -103,8 +102,7 @@ pub async fn set_access(
     security(("jwt" = []), ("bearer" = [])),
     responses(
         (status = 200, description = "A new key", body = Success<NewKey>),
-        (status = 403, description = "`forbidden`: not the caller's stream", body = Failure),
-        (status = 404, description = "`not_found`: no such stream", body = Failure),
+        (status = 404, description = "`not_found`: no such stream, or another user's", body = Failure),
     )
 )]
 pub async fn rotate_key(
@@ -122,7 +120,7 @@ pub async fn rotate_key(
     params(("name" = String, Path, description = "The stream's name")),
     security(("jwt" = []), ("bearer" = [])),
     responses(
-        (status = 200, description = "A play ticket for this session and stream, for the player's URL", body = Success<IssuedTicket>),
+        (status = 200, description = "A play ticket for the caller's session and this stream, for the player's URL", body = Success<IssuedTicket>),
         (status = 404, description = "`not_found`: no such stream", body = Failure),
     )
 )]
@@ -140,8 +138,7 @@ pub async fn ticket(
     security(("jwt" = []), ("bearer" = [])),
     responses(
         (status = 200, description = "Deleted", body = Success<Null>),
-        (status = 403, description = "`forbidden`: not the caller's stream", body = Failure),
-        (status = 404, description = "`not_found`: no such stream", body = Failure),
+        (status = 404, description = "`not_found`: no such stream, or another user's", body = Failure),
     )
 )]
 pub async fn delete(

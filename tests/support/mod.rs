@@ -1043,16 +1043,25 @@ impl PrivateNginx {
     /// addresses and a one-second re-check in place of the book's.
     pub fn config(dir: &Path, passport: &str, rtmp_port: u16, http_port: u16) -> String {
         let d = dir.display();
-        let rtmp = book_snippet("nginx-rtmp.conf", &[
-            ("127.0.0.1:8080", passport),
-            ("listen 1935;", &format!("listen 127.0.0.1:{rtmp_port};")),
-            ("notify_update_timeout 10s;", "notify_update_timeout 1s;"),
-        ]);
-        assert!(rtmp.contains(&format!("load_module {RTMP_MODULE};")), "the book loads another RTMP module");
-        let auth_request = book_snippet("nginx-auth-request.conf", &[
-            ("127.0.0.1:8080", passport),
-            ("root /var/www;", &format!("root {d}/www;")),
-        ]);
+        let rtmp = book_snippet(
+            "nginx-rtmp.conf",
+            &[
+                ("127.0.0.1:8080", passport),
+                ("listen 1935;", &format!("listen 127.0.0.1:{rtmp_port};")),
+                ("notify_update_timeout 10s;", "notify_update_timeout 1s;"),
+            ],
+        );
+        assert!(
+            rtmp.contains(&format!("load_module {RTMP_MODULE};")),
+            "the book loads another RTMP module"
+        );
+        let auth_request = book_snippet(
+            "nginx-auth-request.conf",
+            &[
+                ("127.0.0.1:8080", passport),
+                ("root /var/www;", &format!("root {d}/www;")),
+            ],
+        );
         format!(
             "{rtmp}
 worker_processes 1;
@@ -1140,7 +1149,9 @@ impl Drop for PrivateNginx {
 /// replaced; a `from` the snippet no longer holds fails the test, so the book cannot
 /// change under a test that no longer runs what it shows.
 pub fn book_snippet(name: &str, replace: &[(&str, &str)]) -> String {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/src/snippets").join(name);
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("docs/src/snippets")
+        .join(name);
     let mut text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     for (from, to) in replace {
         assert!(text.contains(from), "docs/src/snippets/{name} no longer has {from:?}");

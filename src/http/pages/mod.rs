@@ -5,7 +5,7 @@
 //! (`web/app.js`) that talks to the same JSON API as any other client. The access
 //! and refresh tokens live only in the script's memory: nothing in `localStorage`,
 //! no cookie that authenticates, so there is nothing for a cross-site request to
-//! ride on (SECURITY.md, "The web pages").
+//! ride on (docs/src/security.md, "The web pages").
 
 pub mod text;
 pub mod view;

@@ -1,7 +1,7 @@
 //! The one HTML document of the pages: every view (log in, sign up, account,
 //! streams) is a section of it, shown by the script for the URL's fragment
 //! (`#/login`, `#/signup`, `#/account`, `#/streams`). One document, because the
-//! login lives only in the page's memory (SECURITY.md, "The web pages"): moving
+//! login lives only in the page's memory (docs/src/security.md, "The web pages"): moving
 //! between views must not reload it.
 //!
 //! Every text is a `<span data-t=key>` from the catalogue, so the script can switch
