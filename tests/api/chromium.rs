@@ -321,7 +321,7 @@ impl Browser {
     }
 
     /// A PNG of the viewport, kept under `target/screenshots/`, and written to
-    /// `docs/src/screenshots/` too when PASSPORT_UPDATE_SCREENSHOTS=1 (how the README's
+    /// `docs/src/screenshots/` too when PASSPORT_UPDATE_SCREENSHOTS=1 (how the book's
     /// pictures are made).
     pub async fn screenshot(&self, name: &str) {
         // The whole page, through Chromium's own protocol: WebDriver's screenshot

@@ -63,14 +63,18 @@ async fn the_http_api_page_is_made_from_the_served_document() {
         for method in ["get", "put", "post", "delete", "patch", "head", "options"] {
             let Some(op) = item.get(method) else { continue };
             let tag = op["tags"][0].as_str().unwrap_or("other").to_owned();
-            by_tag.entry(tag).or_default().push(operation(path, method, op));
+            by_tag.entry(tag).or_default().push(operation(&doc, path, method, op));
         }
     }
     let mut page = header("HTTP API", "the server's /openapi.json");
     page.push_str(
         "Every answer is the envelope `{code, msg, data}` (error answers add `error`, \
-         the code of the [error codes](errors.md)). The document itself is served at \
-         `GET /openapi.json` (OpenAPI 3.1).\n",
+         the code of the [error codes](errors.md)). Bodies are shown by their fields: \
+         `{a, b?}` is an object with `a` and, optionally, `b`; `[…]` a list. The document \
+         itself is served at `GET /openapi.json` (OpenAPI 3.1), with every field's type \
+         and limits. Besides the operations below, Passport serves the [web \
+         pages](../guides/web-pages.md) at `GET /` (their assets under `/assets/`), its \
+         [metrics](metrics.md) at `GET /metrics`, and the document itself.\n",
     );
     for (tag, ops) in by_tag {
         page.push_str(&format!("\n## {tag}\n"));
@@ -81,8 +85,65 @@ async fn the_http_api_page_is_made_from_the_served_document() {
     current("http-api.md", &page);
 }
 
+/// A schema as a reader needs it: an object as `{a, b?}` (`?`: not required), a list
+/// as `[…]`, references followed; nothing for a plain value.
+fn shape(doc: &Value, schema: &Value) -> String {
+    if let Some(name) = schema["$ref"].as_str().and_then(|r| r.rsplit('/').next()) {
+        return shape(doc, &doc["components"]["schemas"][name]);
+    }
+    for alternatives in ["oneOf", "anyOf", "allOf"] {
+        if let Some(list) = schema[alternatives].as_array() {
+            let shapes: Vec<String> = list.iter().map(|s| shape(doc, s)).filter(|s| !s.is_empty()).collect();
+            return shapes.join(" | ");
+        }
+    }
+    if let Some(items) = schema.get("items") {
+        let inner = shape(doc, items);
+        return if inner.is_empty() {
+            "[…]".to_owned()
+        } else {
+            format!("[{inner}]")
+        };
+    }
+    let Some(properties) = schema["properties"].as_object() else {
+        return String::new();
+    };
+    let required: Vec<&str> = schema["required"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+        .collect();
+    let fields: Vec<String> = properties
+        .iter()
+        .map(|(name, field)| {
+            let optional = if required.contains(&name.as_str()) { "" } else { "?" };
+            match shape(doc, field) {
+                inner if inner.is_empty() => format!("{name}{optional}"),
+                inner => format!("{name}{optional}: {inner}"),
+            }
+        })
+        .collect();
+    format!("{{{}}}", fields.join(", "))
+}
+
+/// The shape of an answer's `data`, for an answer in the envelope.
+fn data_shape(doc: &Value, response: &Value) -> String {
+    let Some(schema) = response["content"]["application/json"]["schema"].as_object() else {
+        return String::new();
+    };
+    let mut envelope = Value::Object(schema.clone());
+    if let Some(name) = envelope["$ref"].as_str().and_then(|r| r.rsplit('/').next()) {
+        envelope = doc["components"]["schemas"][name].clone();
+    }
+    match envelope["properties"].get("data") {
+        Some(data) => shape(doc, data),
+        None => shape(doc, &envelope),
+    }
+}
+
 /// One operation: its summary, what it needs, and what it answers.
-fn operation(path: &str, method: &str, op: &Value) -> String {
+fn operation(doc: &Value, path: &str, method: &str, op: &Value) -> String {
     let mut out = format!("\n### `{} {path}`\n\n", method.to_uppercase());
     let text = [&op["summary"], &op["description"]]
         .iter()
@@ -108,8 +169,12 @@ fn operation(path: &str, method: &str, op: &Value) -> String {
     };
     out.push_str(&format!("- Authentication: {auth}\n"));
     if let Some(body) = op["requestBody"]["content"].as_object() {
-        let types: Vec<&str> = body.keys().map(String::as_str).collect();
-        out.push_str(&format!("- Request body: {}\n", types.join(", ")));
+        for (media_type, content) in body {
+            match shape(doc, &content["schema"]) {
+                fields if fields.is_empty() => out.push_str(&format!("- Request body: {media_type}\n")),
+                fields => out.push_str(&format!("- Request body: `{fields}` ({media_type})\n")),
+            }
+        }
     }
     for p in op["parameters"].as_array().into_iter().flatten() {
         out.push_str(&format!(
@@ -123,8 +188,13 @@ fn operation(path: &str, method: &str, op: &Value) -> String {
     let mut responses: Vec<(&String, &Value)> = op["responses"].as_object().into_iter().flatten().collect();
     responses.sort_by(|a, b| a.0.cmp(b.0));
     for (status, r) in responses {
+        let data = match data_shape(doc, r) {
+            fields if fields.is_empty() || !status.starts_with('2') => String::new(),
+            // A bar inside a table's cell, even in code, must be escaped.
+            fields => format!("; `data`: `{}`", fields.replace('|', "\\|")),
+        };
         out.push_str(&format!(
-            "| {status} | {} |\n",
+            "| {status} | {}{data} |\n",
             cell(r["description"].as_str().unwrap_or(""))
         ));
     }
