@@ -334,7 +334,7 @@ fn the_settings_page_is_made_from_their_declaration() {
          characters) into `<data dir>/secret.key` with mode 0600, and the log says so; \
          several processes must be given the same secret. The values of secrets and of \
          URLs that may carry a password never appear in `--help` or the log.\n\n\
-         | key | environment | flag | default | meaning |\n|---|---|---|---|---|\n",
+         | name (the TOML key) | environment variable | flag | default | meaning |\n|---|---|---|---|---|\n",
     );
     for s in passport::config::SETTINGS {
         let default = defaults.shown(s.key).unwrap();
