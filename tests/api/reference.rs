@@ -88,8 +88,8 @@ async fn the_http_api_page_is_made_from_the_served_document() {
 /// A schema as a reader needs it: an object as `{a, b?}` (`?`: not required), a list
 /// as `[…]`, references followed; nothing for a plain value.
 fn shape(doc: &Value, schema: &Value) -> String {
-    if let Some(name) = schema["$ref"].as_str().and_then(|r| r.rsplit('/').next()) {
-        return shape(doc, &doc["components"]["schemas"][name]);
+    if schema.get("$ref").is_some() {
+        return shape(doc, resolved(doc, schema));
     }
     for alternatives in ["oneOf", "anyOf", "allOf"] {
         if let Some(list) = schema[alternatives].as_array() {
@@ -127,18 +127,21 @@ fn shape(doc: &Value, schema: &Value) -> String {
     format!("{{{}}}", fields.join(", "))
 }
 
-/// The shape of an answer's `data`, for an answer in the envelope.
-fn data_shape(doc: &Value, response: &Value) -> String {
-    let Some(schema) = response["content"]["application/json"]["schema"].as_object() else {
-        return String::new();
-    };
-    let mut envelope = Value::Object(schema.clone());
-    if let Some(name) = envelope["$ref"].as_str().and_then(|r| r.rsplit('/').next()) {
-        envelope = doc["components"]["schemas"][name].clone();
+/// `schema`, or the component it refers to.
+fn resolved<'a>(doc: &'a Value, schema: &'a Value) -> &'a Value {
+    match schema["$ref"].as_str().and_then(|r| r.rsplit('/').next()) {
+        Some(name) => &doc["components"]["schemas"][name],
+        None => schema,
     }
+}
+
+/// The shape of an answer's `data`, for an answer in the envelope (nothing for an
+/// answer with no JSON body).
+fn data_shape(doc: &Value, response: &Value) -> String {
+    let envelope = resolved(doc, &response["content"]["application/json"]["schema"]);
     match envelope["properties"].get("data") {
         Some(data) => shape(doc, data),
-        None => shape(doc, &envelope),
+        None => shape(doc, envelope),
     }
 }
 
